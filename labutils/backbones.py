@@ -1,0 +1,92 @@
+"""``keras.applications`` classifiers by lower-case name, with their own preprocessing.
+
+``build("resnet50", include_top=False, weights="imagenet", input_shape=(160, 160, 3))``
+returns the Keras model; ``preprocess_input("resnet50")`` and
+``decode_predictions("resnet50")`` the functions of the same family. Any
+``keras.applications`` constructor works by its lower-case name ("vgg16",
+"mobilenet", "efficientnetb0"...). ``"mobilenet_025"`` is MobileNet v1 with
+``alpha=0.25``: the small ImageNet model the tests and the smoke profile use.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import keras
+
+from labutils import assets
+
+ALIASES = {"mobilenet_025": ("mobilenet", {"alpha": 0.25})}
+# Where the lab names a layer itself; other backbones use their last 4-D output.
+DEFAULT_CAM_LAYERS = {"vgg16": "block5_conv3", "vgg19": "block5_conv4", "resnet50": "conv5_block3_out"}
+
+
+def names() -> list[str]:
+    """Every backbone name ``build`` accepts."""
+    return sorted([n.lower() for n in dir(keras.applications) if n[:1].isupper()] + list(ALIASES))
+
+
+def _constructor(name: str) -> tuple[Callable[..., keras.Model], dict]:
+    base, kwargs = ALIASES.get(name.lower(), (name.lower(), {}))
+    for attr in dir(keras.applications):
+        if attr.lower() == base:
+            return getattr(keras.applications, attr), dict(kwargs)
+    raise ValueError(f"Unknown backbone {name!r}; choose one of: {', '.join(names())}.")
+
+
+def _family(name: str):
+    return sys.modules[_constructor(name)[0].__module__]
+
+
+def preprocess_input(name: str) -> Callable:
+    """The backbone's own ``preprocess_input`` (float RGB 0-255 in, what the network expects out)."""
+    return _family(name).preprocess_input
+
+
+def decode_predictions(name: str) -> Callable:
+    """The backbone's own ``decode_predictions`` (needs the cached ImageNet class index)."""
+    decode = _family(name).decode_predictions
+
+    def decode_offline_aware(preds, top: int = 5):
+        with assets.explain_missing(subdir="models"):
+            return decode(preds, top=top)
+
+    return decode_offline_aware
+
+
+def build(name: str, *, include_top: bool, weights: str | Path | None = "imagenet",
+          input_shape: tuple[int, int, int] | None = None, **kwargs) -> keras.Model:
+    """The ``keras.applications`` model ``name``.
+
+    ``weights``: ``"imagenet"`` (Keras' cache under ``$KERAS_HOME``, downloaded if
+    missing), ``None`` (random initialisation) or the path of a weights file
+    saved from the same architecture (``.weights.h5`` or Keras' ``.h5``).
+    """
+    constructor, alias_kwargs = _constructor(name)
+    kwargs = {**alias_kwargs, **kwargs}
+    local = None if weights in (None, "imagenet") else Path(weights)
+    if local is not None and not local.is_file():
+        raise FileNotFoundError(f"Weights file {local} does not exist: pass weights='imagenet', "
+                                f"weights=None, or the path of a saved weights file.")
+    with assets.explain_missing(subdir="models"):
+        model = constructor(include_top=include_top, input_shape=input_shape,
+                            weights="imagenet" if weights == "imagenet" else None, **kwargs)
+    if local is not None:
+        model.load_weights(str(local))
+    return model
+
+
+def build_or_random(name: str, *, include_top: bool, weights: str | Path | None,
+                    input_shape: tuple[int, int, int] | None = None,
+                    **kwargs) -> tuple[keras.Model, str | None]:
+    """Like :func:`build`, but falls back to random weights when ImageNet weights are not cached.
+
+    Used by the smoke profile only ("weights=None unless KERAS_HOME provides them").
+    Returns the model and the weights actually used.
+    """
+    try:
+        return build(name, include_top=include_top, weights=weights, input_shape=input_shape, **kwargs), weights
+    except assets.AssetMissingError as err:
+        print(f"Smoke profile: {str(err).splitlines()[0]}\n  Falling back to weights=None.")
+        return build(name, include_top=include_top, weights=None, input_shape=input_shape, **kwargs), None

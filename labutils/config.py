@@ -1,0 +1,82 @@
+"""Every path and setting of the lab, in one place.
+
+Environment variables (read once, when this module is imported):
+
+* ``LAB5_ROOT``: the repository to work in (default: the one holding this
+  package). A grader points it at a student's copy.
+* ``LAB5_PROFILE``: ``full`` (default, the real lab) or ``smoke`` (same code
+  path, small numbers, for tests and quick checks).
+* ``LAB5_CIFAR10``: where CIFAR-10 comes from when not from Keras' cache: the
+  official ``cifar-10-python.tar.gz`` (or an archive laid out like it), an
+  extracted ``cifar-10-batches-py/`` folder, or a URL (``file://`` included).
+* ``KERAS_HOME``: Keras' own cache (default ``~/.keras``); downloads land in
+  ``$KERAS_HOME/datasets`` and ``$KERAS_HOME/models``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+ROOT = Path(os.environ.get("LAB5_ROOT") or Path(__file__).resolve().parents[1]).resolve()
+NOTEBOOKS_DIR = ROOT / "notebooks"
+RECORDS_DIR = ROOT / "records"
+RESULTS_DIR = RECORDS_DIR / "results"
+LOGS_DIR = RECORDS_DIR / "logs"
+IMG_IN = ROOT / "img_in"
+IMG_OUT = ROOT / "img_out"
+GRADED_DIR = ROOT / "graded"
+
+CIFAR10_SOURCE = os.environ.get("LAB5_CIFAR10") or None
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+# SHA-256 of the official archive, the hash keras.datasets.cifar10 checks too.
+CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
+               "dog", "frog", "horse", "ship", "truck")
+CAT_CLASS = 3  # CIFAR-10 class id of "cat": label 1 in this lab, every other class 0
+IMAGE_SHAPE = (32, 32, 3)
+
+SPLITS = ("train", "val", "test")
+SHARDS = {"train": 12, "val": 2, "test": 4}  # 18 shards in all
+VAL_FRACTION = 0.1
+SEED = 42
+
+# ImageNet class groups for Grad-CAM: "what looks like a cat / a dog here?"
+IMAGENET_GROUPS = {"cat": tuple(range(281, 286)), "dog": tuple(range(151, 269))}
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Run settings; ``smoke`` uses the same code path as ``full`` with small numbers."""
+
+    name: str
+    train_images: int | None  # official training images used (None: all), before the train/val split
+    test_images: int | None  # official test images used (None: all 10,000)
+    batch_size: int
+    lab4_epochs: int
+    transfer_input_size: int  # 32x32 CIFAR images are upsampled to this for the backbone
+    epochs_head: int
+    epochs_finetune: int
+    cam_backbone: str
+    cam_input_size: int
+
+
+PROFILES = {
+    "full": Profile("full", train_images=None, test_images=None, batch_size=64,
+                    lab4_epochs=30, transfer_input_size=160, epochs_head=10,
+                    epochs_finetune=10, cam_backbone="vgg16", cam_input_size=224),
+    "smoke": Profile("smoke", train_images=1000, test_images=400, batch_size=32,
+                     lab4_epochs=1, transfer_input_size=32, epochs_head=1,
+                     epochs_finetune=1, cam_backbone="mobilenet_025", cam_input_size=128),
+}
+PROFILE_NAME = os.environ.get("LAB5_PROFILE", "full")
+
+
+def profile(name: str | None = None) -> Profile:
+    """The settings of profile ``name`` (default: ``$LAB5_PROFILE``, else ``full``)."""
+    name = name or PROFILE_NAME
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"Unknown profile {name!r}: set LAB5_PROFILE (or the notebook's "
+                         f"`profile` parameter) to one of {sorted(PROFILES)}.") from None
