@@ -1,0 +1,239 @@
+"""The lab's TFRecord shards: writing them atomically, and the ``tf.data`` pipelines that read them.
+
+The record format is an interface shared by every notebook. Each shard
+``records/{split}-{i:05d}-of-{n:05d}.tfrecord`` holds one ``tf.train.Example``
+per image with:
+
+* ``image``: bytes, the raw uint8 32x32x3 HWC image, unscaled (3,072 bytes);
+* ``label``: int64, 1 = cat, 0 = not cat;
+* ``class_id``: int64, the CIFAR-10 class 0-9;
+* ``index``: int64, the image's position in its official source set.
+
+``records/manifest.json`` lists, per split, each shard's file name, example
+count, cat count and SHA-256; readers check the shards against it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from labutils import config
+from labutils.cifar10 import Split
+
+MANIFEST = "manifest.json"
+FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+    "class_id": tf.io.FixedLenFeature([], tf.int64),
+    "index": tf.io.FixedLenFeature([], tf.int64),
+}
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class RecordsError(RuntimeError):
+    """Shards missing, corrupt, or not matching ``manifest.json``."""
+
+
+REWRITE_HINT = "Fix: run notebooks/01_tfrecords.ipynb again to rewrite the records."
+
+
+def shard_name(split: str, i: int, n: int) -> str:
+    """``{split}-{i:05d}-of-{n:05d}.tfrecord``."""
+    return f"{split}-{i:05d}-of-{n:05d}.tfrecord"
+
+
+def serialize(image: np.ndarray, label: int, class_id: int, index: int) -> bytes:
+    """One serialized ``tf.train.Example``; ``image`` uint8 ``(32, 32, 3)``."""
+    if image.dtype != np.uint8 or image.shape != config.IMAGE_SHAPE:
+        raise ValueError(f"expected a uint8 {config.IMAGE_SHAPE} image, got {image.dtype} {image.shape}")
+    feature = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        "class_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(class_id)])),
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(index)])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_splits(splits: dict[str, Split], records_dir: Path = config.RECORDS_DIR,
+                 shards: dict[str, int] = config.SHARDS, progress: bool = True) -> dict:
+    """Write every split as balanced shards and return the manifest (also saved as ``manifest.json``).
+
+    Atomic and idempotent: shards are written under hidden ``.partial`` names and
+    renamed only once every shard of every split is complete; then stale shards
+    (say, from another shard count) are removed and the manifest is replaced. An
+    interrupted run leaves the previous set and its manifest untouched.
+    """
+    from tqdm.auto import tqdm
+
+    records_dir = Path(records_dir)
+    records_dir.mkdir(parents=True, exist_ok=True)
+    manifest, staged = {"format": {k: v.dtype.name for k, v in FEATURES.items()}, "splits": {}}, []
+    bar = tqdm(total=sum(len(s.labels) for s in splits.values()), unit="img", desc="Writing TFRecords",
+               disable=not progress)
+    try:
+        for split, data in splits.items():
+            n = shards[split]
+            entries = []
+            for i, part in enumerate(np.array_split(np.arange(len(data.labels)), n)):
+                final = records_dir / shard_name(split, i, n)
+                tmp = records_dir / f".{final.name}.partial"
+                staged.append((tmp, final))
+                with tf.io.TFRecordWriter(str(tmp)) as writer:
+                    for j in part:
+                        writer.write(serialize(data.images[j], data.labels[j], data.class_ids[j], data.indices[j]))
+                        bar.update(1)
+                entries.append({"file": final.name, "examples": len(part),
+                                "cats": int(data.labels[part].sum()), "sha256": sha256(tmp)})
+            manifest["splits"][split] = {"examples": len(data.labels), "cats": int(data.labels.sum()),
+                                         "shards": entries}
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    for tmp, final in staged:
+        os.replace(tmp, final)
+    keep = {final.name for _, final in staged}
+    for split in splits:
+        for old in records_dir.glob(f"{split}-*-of-*.tfrecord"):
+            if old.name not in keep:
+                old.unlink()
+    previous = read_manifest(records_dir)["splits"] if (records_dir / MANIFEST).exists() else {}
+    manifest["splits"] = {**{k: v for k, v in previous.items() if k not in splits}, **manifest["splits"]}
+    _write_json(records_dir / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(records_dir: Path = config.RECORDS_DIR) -> dict:
+    """The manifest written by :func:`write_splits`."""
+    path = Path(records_dir) / MANIFEST
+    if not path.is_file():
+        raise RecordsError(f"No TFRecords manifest at {path}. {REWRITE_HINT}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RecordsError(f"{path} is not valid JSON ({err}). {REWRITE_HINT}") from err
+
+
+def num_examples(split: str, records_dir: Path = config.RECORDS_DIR) -> int:
+    """How many examples the manifest lists for ``split``."""
+    return _split_entry(split, records_dir)["examples"]
+
+
+def _split_entry(split: str, records_dir: Path) -> dict:
+    splits = read_manifest(records_dir)["splits"]
+    if split not in splits:
+        raise RecordsError(f"{Path(records_dir) / MANIFEST} has no split {split!r} (it has {sorted(splits)}). "
+                           f"{REWRITE_HINT}")
+    return splits[split]
+
+
+def shard_files(split: str, records_dir: Path = config.RECORDS_DIR, verify: bool = True) -> list[Path]:
+    """The shard paths of ``split``, each checked to exist and (``verify``) to match its manifest SHA-256."""
+    records_dir = Path(records_dir)
+    files = []
+    for entry in _split_entry(split, records_dir)["shards"]:
+        path = records_dir / entry["file"]
+        if not path.is_file():
+            raise RecordsError(f"Shard {path} listed in {MANIFEST} is missing. {REWRITE_HINT}")
+        if verify and sha256(path) != entry["sha256"]:
+            raise RecordsError(f"Shard {path} is corrupt or truncated: its SHA-256 does not match "
+                               f"{MANIFEST}. {REWRITE_HINT}")
+        files.append(path)
+    return files
+
+
+def _parser(preprocess: str | Callable | None, with_index: bool) -> Callable:
+    def parse(serialized: tf.Tensor):
+        features = tf.io.parse_example(serialized, FEATURES)
+        images = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), (-1, *config.IMAGE_SHAPE))
+        if preprocess == "scale":
+            images = tf.cast(images, tf.float32) / 255.0
+        elif callable(preprocess):
+            images = preprocess(tf.cast(images, tf.float32))
+        labels = tf.cast(features["label"], tf.float32)
+        return (images, labels, features["index"]) if with_index else (images, labels)
+
+    if preprocess not in ("scale", None) and not callable(preprocess):
+        raise ValueError(f"preprocess must be 'scale', None or a function, not {preprocess!r}")
+    return parse
+
+
+def dataset(split: str, batch_size: int, *, training: bool = False, preprocess: str | Callable | None = "scale",
+            with_index: bool = False, records_dir: Path = config.RECORDS_DIR, seed: int = config.SEED,
+            shuffle_buffer: int = 10_000) -> tf.data.Dataset:
+    """Batches of ``(images, labels)`` (or ``(images, labels, indices)``) read from ``split``'s shards.
+
+    images: float32 ``(B, 32, 32, 3)`` in [0, 1] for ``preprocess="scale"``; uint8
+    0-255 for ``None``; ``preprocess(float32 0-255 images)`` for a function (e.g. a
+    backbone's ``preprocess_input``). labels: float32 ``(B,)``, 1.0 = cat.
+    indices: int64 ``(B,)``.
+
+    ``training=True``: shards and examples shuffled (seeded), repeated forever:
+    pass ``steps_per_epoch``. ``training=False``: every example exactly once, in a
+    fixed order, the last partial batch kept.
+    """
+    files = [str(f) for f in shard_files(split, records_dir)]
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=len(files), num_parallel_calls=AUTOTUNE,
+                       deterministic=not training)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed).repeat()
+    # Batch first, then parse the whole batch at once: one vectorized parse_example
+    # call per batch instead of one parse_single_example call per image.
+    return ds.batch(batch_size).map(_parser(preprocess, with_index), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def read_split(split: str, records_dir: Path = config.RECORDS_DIR) -> Split:
+    """Every example of ``split`` back as numpy arrays, shard by shard (for verifying a round trip).
+
+    Checks each shard's example count against the manifest; a read error names the shard.
+    """
+    entries = _split_entry(split, records_dir)["shards"]
+    parts = []
+    for path, entry in zip(shard_files(split, records_dir), entries):
+        try:
+            records = list(tf.data.TFRecordDataset(str(path)).batch(4096).map(lambda s: tf.io.parse_example(s, FEATURES)))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise RecordsError(f"Shard {path} cannot be read ({err.message.splitlines()[0]}). {REWRITE_HINT}") from err
+        count = sum(len(r["label"]) for r in records)
+        if count != entry["examples"]:
+            raise RecordsError(f"Shard {path} holds {count} examples, {MANIFEST} says {entry['examples']}. "
+                               f"{REWRITE_HINT}")
+        parts.extend(records)
+    column = lambda key: np.concatenate([r[key].numpy() for r in parts]) if parts else np.zeros(0, np.int64)
+    raw = b"".join(b for r in parts for b in r["image"].numpy())
+    images = np.frombuffer(raw, np.uint8).reshape(-1, *config.IMAGE_SHAPE)
+    return Split(images, column("label"), column("class_id"), column("index"))
+
+
+def shard_sizes_ok(manifest: dict) -> bool:
+    """True when, in every split, shard example counts differ by at most one (balanced)."""
+    return all(max(c) - min(c) <= 1 for c in
+               ([e["examples"] for e in s["shards"]] for s in manifest["splits"].values()))
+
