@@ -55,7 +55,8 @@ class _BatchUnpickler(pickle.Unpickler):
     """Unpickles CIFAR batches only: numpy arrays and plain containers, no other code."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+               ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("_codecs", "encode")}  # how Python 3 writes bytes in protocol-2 pickles
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
