@@ -168,3 +168,12 @@ def prepare_splits(data: Cifar10, profile: config.Profile | None = None) -> dict
     return {"train": _split(data.x_train, data.y_train, train_idx),
             "val": _split(data.x_train, data.y_train, val_idx),
             "test": _split(data.x_test, data.y_test, np.arange(n_test))}
+
+
+def balance_table(splits: dict[str, Split]) -> "pandas.DataFrame":
+    """Images, cats and cat share (%) per split."""
+    import pandas as pd
+
+    return pd.DataFrame.from_dict({name: {"images": len(s.labels), "cats": int(s.labels.sum()),
+                                          "cat %": round(100 * float(s.labels.mean()), 2)}
+                                   for name, s in splits.items()}, orient="index")

@@ -102,7 +102,7 @@ def test_training_dataset_shuffles_and_repeats(records, splits):
     assert not np.array_equal(first_epoch, ordered)
 
 
-def test_rewrite_with_another_shard_count_removes_stale_shards(splits, tmp_path):
+def test_rewrite_with_another_shard_count_removes_stale_shards(splits, records, tmp_path):
     out = tmp_path / "records"
     tfrecords.write_splits(splits, out, shards={"train": 3, "val": 1, "test": 2}, progress=False)
     assert (out / "train-00002-of-00003.tfrecord").exists()
@@ -111,6 +111,7 @@ def test_rewrite_with_another_shard_count_removes_stale_shards(splits, tmp_path)
     assert not any("-of-00003" in n for n in names)
     assert len([n for n in names if n.endswith(".tfrecord")]) == sum(config.SHARDS.values())
     assert manifest == json.loads((out / "manifest.json").read_text())
+    assert manifest == tfrecords.read_manifest(records)  # same data, byte-identical shards
     assert not [n for n in names if n.endswith(".partial")]
 
 
