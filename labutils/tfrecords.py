@@ -168,8 +168,11 @@ def shard_files(split: str, records_dir: Path = config.RECORDS_DIR, verify: bool
 
 
 def _parser(preprocess: str | Callable | None, with_index: bool) -> Callable:
+    # Parse only what is returned: each extra feature costs time on every record.
+    wanted = {k: FEATURES[k] for k in ("image", "label", "index")[: 3 if with_index else 2]}
+
     def parse(serialized: tf.Tensor):
-        features = tf.io.parse_example(serialized, FEATURES)
+        features = tf.io.parse_example(serialized, wanted)
         images = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), (-1, *config.IMAGE_SHAPE))
         if preprocess == "scale":
             images = tf.cast(images, tf.float32) / 255.0

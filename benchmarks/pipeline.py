@@ -1,0 +1,83 @@
+"""Input pipeline throughput: in-RAM arrays vs the lab's TFRecord pipeline vs a naive TFRecord reader.
+
+Run: ``python benchmarks/pipeline.py [--source PATH] [--batches N]``. Writes the
+shards of ``--source`` (default ``$LAB5_CIFAR10``, e.g. the shared subset) into a
+temporary folder, then times each pipeline over the same number of training
+batches (shuffled, repeated, scaled to [0, 1]) and prints images/s and ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import tensorflow as tf
+
+from labutils import cifar10, config, tfrecords
+
+
+def in_ram(split: cifar10.Split, batch: int, prescaled: bool) -> tf.data.Dataset:
+    """Arrays in RAM: float32 scaled in NumPy first (the Lab 4 way) or uint8 scaled per batch."""
+    images = split.images.astype("float32") / 255.0 if prescaled else split.images
+    ds = tf.data.Dataset.from_tensor_slices((images, split.labels.astype("float32")))
+    ds = ds.shuffle(10_000, seed=config.SEED).repeat().batch(batch)
+    if not prescaled:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def naive(records: Path, batch: int) -> tf.data.Dataset:
+    """One file after another, one ``parse_single_example`` per record, nothing in parallel."""
+    def parse(record):
+        f = tf.io.parse_single_example(record, tfrecords.FEATURES)
+        image = tf.reshape(tf.io.decode_raw(f["image"], tf.uint8), config.IMAGE_SHAPE)
+        return tf.cast(image, tf.float32) / 255.0, tf.cast(f["label"], tf.float32)
+
+    files = [str(p) for p in tfrecords.shard_files("train", records)]
+    return tf.data.TFRecordDataset(files).shuffle(10_000, seed=config.SEED).repeat().map(parse).batch(batch)
+
+
+def images_per_second(ds: tf.data.Dataset, batches: int, batch: int, repeats: int = 3) -> float:
+    runs = []
+    for _ in range(repeats):
+        iterator = iter(ds)
+        for _ in range(10):  # warm up: fill shuffle buffers and prefetch
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        runs.append(batches * batch / (time.perf_counter() - start))
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", default=None, help="CIFAR-10 source (default: $LAB5_CIFAR10 or Keras' cache)")
+    parser.add_argument("--batches", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+
+    splits = cifar10.prepare_splits(cifar10.load(args.source), config.profile("full"))
+    with tempfile.TemporaryDirectory() as tmp:
+        records = Path(tmp)
+        tfrecords.write_splits(splits, records, progress=False)
+        train, b, n = splits["train"], args.batch_size, args.batches
+        rates = {
+            "in-RAM float32 (Lab 4 way)": images_per_second(in_ram(train, b, prescaled=True), n, b),
+            "in-RAM uint8, scaled per batch": images_per_second(in_ram(train, b, prescaled=False), n, b),
+            "TFRecord (labutils.tfrecords)": images_per_second(
+                tfrecords.dataset("train", b, training=True, records_dir=records), n, b),
+            "naive parse_single_example": images_per_second(naive(records, b), n, b),
+        }
+    print(f"{len(splits['train'].labels):,} training images, batch {args.batch_size}, {args.batches} batches, "
+          f"median of 3 runs, {tf.config.threading.get_inter_op_parallelism_threads() or 'auto'} inter-op threads")
+    for name, rate in rates.items():
+        print(f"  {name:32s} {rate:12,.0f} images/s")
+    tfr = rates["TFRecord (labutils.tfrecords)"]
+    for name in ("in-RAM float32 (Lab 4 way)", "in-RAM uint8, scaled per batch", "naive parse_single_example"):
+        print(f"  TFRecord / {name:32s} {tfr / rates[name]:5.2f}x")
+
+if __name__ == "__main__":
+    main()
