@@ -43,6 +43,8 @@ SEED = 42
 
 # ImageNet class groups for Grad-CAM: "what looks like a cat / a dog here?"
 IMAGENET_GROUPS = {"cat": tuple(range(281, 286)), "dog": tuple(range(151, 269))}
+CAM_ALPHA = 0.4  # heatmap weight when blended over a photo (the photo gets 1 - alpha)
+CAM_BATCH_SIZE = 16  # images per Grad-CAM batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,3 +82,27 @@ def profile(name: str | None = None) -> Profile:
     except KeyError:
         raise ValueError(f"Unknown profile {name!r}: set LAB5_PROFILE (or the notebook's "
                          f"`profile` parameter) to one of {sorted(PROFILES)}.") from None
+
+# Grading (python -m labutils.grade). A notebook listed here reads what the named
+# ones wrote (01 writes records/manifest.json and the shards; 03's comparison
+# table reads 02's results), so the grader skips it when one of them did not pass.
+NOTEBOOK_NEEDS = {"02": ("01",), "03": ("01", "02")}
+# Whole-notebook time limit per profile (seconds); `--timeout` overrides it.
+GRADE_TIMEOUT_S = {"full": 3 * 3600, "smoke": 600}
+# Memory one grading job (one student's notebooks, run in turn) may take, for --jobs' default.
+GRADE_JOB_MEMORY_GB = {"full": 6.0, "smoke": 2.0}
+# Seconds without an answer before a download is given up (Keras' own fetch has no time limit).
+DOWNLOAD_TIMEOUT_S = 30
+
+# Training (notebooks 02 and 03, labutils.training). Checkpoints hold the best weights of a run.
+CHECKPOINTS_DIR = RECORDS_DIR / "checkpoints"
+MONITOR = "val_pr_auc"  # best model = highest validation PR-AUC (the imbalance-aware score)
+PATIENCE = 3  # EarlyStopping: epochs without a better MONITOR before stopping
+LEARNING_RATES = {"lab4": 1e-3, "head": 1e-3, "finetune": 1e-5}  # Adam; fine-tuning 100x lower
+# Phase 2 unfreezes the conv_base layers whose name matches (BatchNormalization excepted);
+# a backbone not listed here unfreezes its last 10 % of layers.
+FINETUNE_LAYERS = {
+    "resnet50": r"^conv5_", "resnet101": r"^conv5_", "resnet152": r"^conv5_",
+    "vgg16": r"^block5_", "vgg19": r"^block5_",
+    "mobilenet": r"^conv_(dw|pw)_13", "mobilenet_025": r"^conv_(dw|pw)_13",
+}

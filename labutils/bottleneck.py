@@ -1,0 +1,56 @@
+"""Bottleneck caching for phase 1 (the "TensorFlow for Poets" idea).
+
+While ``conv_base`` is frozen, it maps each image to the same bottleneck vector (the ``pool``
+output) every epoch, and that forward pass is nearly all the cost of an epoch. So compute the
+vectors once, train the head on them, and the head is ready in the full model: the head trained
+here *is* the full model's ``head`` (the layers are shared), grafted on ``conv_base`` by
+construction. No data augmentation can happen in between, which this lab does not use.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from labutils import models, surgery, training
+
+
+def features(extractor: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Bottleneck vectors float32 ``(N, C)`` and labels float32 ``(N,)`` of every example of a finite
+    ``dataset`` of (images, labels) batches, in the dataset's order.
+    """
+    vectors, labels = [], []
+    for images, y, *_ in dataset:
+        vectors.append(np.asarray(extractor.predict_on_batch(images), dtype=np.float32))
+        labels.append(y.numpy())
+    return np.concatenate(vectors), np.concatenate(labels).astype(np.float32)
+
+
+def train_head(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset, *, epochs: int,
+               run_name: str, learning_rate: float, batch_size: int,
+               class_weight: dict[int, float] | None = None, checkpoint: Path | None = None,
+               verbose: int = 2) -> training.Run:
+    """Phase 1 on cached bottlenecks: train ``model``'s head, ``conv_base`` untouched.
+
+    ``train``/``validation``: finite, unshuffled datasets of raw-pixel batches (each image once;
+    the head's own ``fit`` shuffles the cached vectors every epoch). Afterwards ``model`` holds
+    the best head and its weights are saved to ``checkpoint`` (default: the run's checkpoint),
+    where phase 2 continues. ``Run.setup_seconds`` is the time spent computing the cache.
+    """
+    checkpoint = checkpoint or training.checkpoint_path(run_name)
+    extractor = surgery.cut(model, models.BOTTLENECK)
+    start = time.perf_counter()
+    cached_train, cached_val = features(extractor, train), features(extractor, validation)
+    cache_seconds = time.perf_counter() - start
+
+    head = model.get_layer(models.HEAD)
+    run = training.fit(head, cached_train, cached_val, epochs=epochs, run_name=run_name,
+                       learning_rate=learning_rate, batch_size=batch_size, class_weight=class_weight,
+                       checkpoint=checkpoint.with_name(checkpoint.name.replace(".weights.h5", "_head.weights.h5")),
+                       verbose=verbose)
+    model.save_weights(str(checkpoint))
+    run.checkpoint, run.setup_seconds = checkpoint, cache_seconds
+    return run

@@ -1,0 +1,100 @@
+"""Notebooks 02 and 03 run headlessly (papermill, then nbval) in the smoke profile on the real subset,
+from records written for a temp LAB5_ROOT, and write the results JSON the grader reads."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labutils import cifar10, config, results, tfrecords
+
+REPO = Path(__file__).resolve().parents[1]
+NB02, NB03 = REPO / "notebooks" / "02_lab4_retrain.ipynb", REPO / "notebooks" / "03_resnet_transfer.ipynb"
+METRICS = {"roc_auc", "pr_auc", "precision", "recall", "f1", "accuracy", "never_cat_accuracy", "threshold",
+           "confusion_matrix"}
+
+
+def lab_env(root: Path, cifar: Path) -> dict[str, str]:
+    # KERAS_HOME: conftest's temp copy of the shared cache (no ResNet50 weights: smoke falls back to random).
+    return {**os.environ, "LAB5_ROOT": str(root), "LAB5_CIFAR10": str(cifar), "LAB5_PROFILE": "smoke"}
+
+
+def write_smoke_records(root: Path, cifar: Path) -> None:
+    splits = cifar10.prepare_splits(cifar10.load(cifar), config.profile("smoke"))
+    tfrecords.write_splits(splits, root / "records", progress=False)
+
+
+@pytest.fixture(scope="session")
+def papermill_root(tmp_path_factory, cifar_subset_dir) -> Path:
+    """A LAB5_ROOT with smoke records, where 02 then 03 have run under papermill."""
+    root = tmp_path_factory.mktemp("lab5-root")
+    write_smoke_records(root, cifar_subset_dir)
+    for notebook in (NB02, NB03):
+        subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(root / notebook.name),
+                        "-k", "python3", "-p", "profile", "smoke", "--cwd", str(notebook.parent)],
+                       env=lab_env(root, cifar_subset_dir), check=True, capture_output=True, timeout=300)
+    return root
+
+
+def outputs(path: Path) -> str:
+    return "".join(o.get("text", "") for c in nbformat.read(path, 4).cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_02_writes_both_models_and_the_deliverable(papermill_root):
+    record = results.read("02_lab4_retrain", papermill_root / "records" / "results")
+    assert (record["notebook"], record["profile"]) == ("02_lab4_retrain", "smoke")
+    assert record["dataset"] == {"train": 900, "val": 100, "test": 400} and record["test_examples"] == 400
+    assert set(record["models"]) == {"ram", "tfrecord"}
+    for run in record["models"].values():
+        assert METRICS <= set(run["metrics"]) and run["metrics"]["examples"] == 400
+        assert run["epochs"] == 1 and run["seconds_per_epoch"] > 0
+        assert 0 <= run["metrics"]["roc_auc"] <= 1 and sum(map(sum, run["metrics"]["confusion_matrix"])) == 400
+    assert record["metrics"] == record["models"]["tfrecord"]["metrics"]
+    assert record["models"]["ram"]["metrics"]["never_cat_accuracy"] == pytest.approx(1 - 38 / 400)
+    text = outputs(papermill_root / NB02.name)
+    assert "Test ROC-AUC: RAM" in text and "Seconds per epoch: RAM" in text
+    assert (papermill_root / "records" / "checkpoints" / "02_lab4_tfrecord.weights.h5").is_file()
+    assert list((papermill_root / "records" / "logs" / "02_lab4_ram").rglob("events.out.tfevents.*"))
+
+
+def test_03_writes_the_transfer_results_and_compares_with_02(papermill_root):
+    record = results.read("03_resnet_transfer", papermill_root / "records" / "results")
+    assert (record["notebook"], record["profile"], record["test_examples"]) == ("03_resnet_transfer", "smoke", 400)
+    assert METRICS <= set(record["metrics"]) and record["metrics"]["examples"] == 400
+    assert (record["backbone"], record["input_size"]) == ("resnet50", 32)
+    assert record["weights"] is None  # ResNet50 weights are not in the shared cache: smoke fell back
+    assert record["epochs"] == 2 and record["seconds_per_epoch"] > 0
+    assert record["phases"]["finetune"]["unfrozen_layers"] == 10  # ResNet50's conv5 convolutions
+    text = outputs(papermill_root / NB03.name)
+    assert "Falling back to weights=None" in text
+    assert "02_lab4_retrain: tfrecord" in text and "03_resnet_transfer: resnet50 32px" in text  # comparison table
+
+
+def test_nbval_runs_both_notebooks(cifar_subset_dir, tmp_path):
+    root = tmp_path / "root"
+    write_smoke_records(root, cifar_subset_dir)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                             "--nbval-current-env", str(NB02), str(NB03)],
+                            env=lab_env(root, cifar_subset_dir), capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for notebook in ("02_lab4_retrain", "03_resnet_transfer"):
+        assert json.loads(results.path(notebook, root / "records" / "results").read_text())["test_examples"] == 400
+
+
+@pytest.mark.parametrize("notebook", [NB02, NB03], ids=lambda p: p.stem)
+def test_committed_clean_with_parameters_first(notebook):
+    nb = nbformat.read(notebook, 4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert code[0].metadata.get("tags") == ["parameters"] and "profile = None" in code[0].source
+    if notebook == NB03:
+        for name in ("backbone = \"resnet50\"", "input_size =", "epochs_head =", "epochs_finetune =",
+                     "weights = \"imagenet\""):
+            assert name in code[0].source
+    assert all(len(c.source.splitlines()) <= 20 and "def " not in c.source for c in code)  # short cells, no functions
