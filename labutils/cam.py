@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from labutils import config
+from labutils import assets, backbones, config
 
 TOP1 = "top1"
 Targets = dict[str, tuple[int, ...] | None]
@@ -200,6 +200,27 @@ def explain(cam: GradCAM, x: np.ndarray, chosen: Targets | None = None,
 def group_scores(probs: np.ndarray, chosen: Targets) -> dict[str, np.ndarray]:
     """Each class group's probability, the sum of its classes': float ``(N,)`` per target (top-1 left out)."""
     return {name: probs[:, list(classes)].sum(axis=-1) for name, classes in chosen.items() if classes is not None}
+
+
+def top_labels(backbone: str, probs: np.ndarray, k: int = 3,
+               indices_if_offline: bool = False) -> list[list[tuple[str, str, float]]]:
+    """The ``k`` best ``(wnid, label, probability)`` per image, by the backbone's ``decode_predictions``.
+
+    ``decode_predictions`` needs ImageNet's class index from Keras' cache (or
+    the network). Missing, it raises :class:`labutils.assets.AssetMissingError`
+    naming the file and where it goes, unless ``indices_if_offline`` (the smoke
+    profile), which labels classes by index ("class 281") instead.
+    """
+    if not len(probs):
+        return []
+    try:
+        return backbones.decode_predictions(backbone)(probs, top=k)
+    except assets.AssetMissingError as err:
+        if not indices_if_offline:
+            raise
+        print(f"{str(err).splitlines()[0]}\n  Labelling classes by index instead.")
+    best = np.argsort(probs, axis=-1)[:, ::-1][:, :k]
+    return [[(f"class{c}", f"class {c}", float(p[c])) for c in row] for p, row in zip(probs, best)]
 
 
 def summary(photos: list, top: list, scores: dict[str, np.ndarray],

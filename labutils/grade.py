@@ -171,7 +171,8 @@ def key_metrics(doc, source: str) -> list[dict]:
 
     A dict with ``roc_auc``/``pr_auc``/``f1`` (itself or in its ``metrics`` dict)
     makes a row labelled by its key path (``models`` and ``metrics`` left out, so
-    ``{"models": {"ram": {"metrics": {...}}}}`` gives model "ram");
+    ``{"models": {"ram": {"metrics": {...}}}}`` gives model "ram"), at the top by
+    its ``backbone`` or ``model`` name if it has one;
     ``test_examples`` and ``profile`` are inherited from enclosing dicts.
     """
     rows: list[dict] = []
@@ -186,7 +187,8 @@ def key_metrics(doc, source: str) -> list[dict]:
             own["profile"] = node["profile"]
         context = {**inherited, **{k: v for k, v in own.items() if k in ("test_examples", "profile")}}
         if any(k in own for k in ("roc_auc", "pr_auc", "f1")):
-            rows.append({"source": source, "model": "/".join(path) or None, **context, **own})
+            named = next((node[k] for k in ("backbone", "model") if isinstance(node.get(k), str)), None)
+            rows.append({"source": source, "model": "/".join(path) or named, **context, **own})
         for key, child in node.items():
             if key != "metrics":
                 walk(child, path if key == "models" else [*path, key], context)

@@ -91,7 +91,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
     except Image.DecompressionBombError as err:
         raise UnreadableImageError(f"too many pixels to decode safely ({err})") from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... for bad bytes
-        raise UnreadableImageError(f"truncated or corrupt image ({type(err).__name__}: {err})") from None
+        detail = " ".join(str(err).split())  # one line, whatever the decoder said
+        raise UnreadableImageError(f"truncated or corrupt image ({type(err).__name__}: {detail})") from None
 
 
 def load_folder(folder: str | Path) -> tuple[list[Photo], list[Skipped]]:

@@ -23,7 +23,7 @@ THUMBNAIL = 320  # longest side, in pixels, of the pictures in the notebook's gr
 
 def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = config.CAM_ALPHA,
             colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
-    """``heatmap`` (float ``(h, w)`` in [0, 1]) over ``rgb`` (``uint8`` ``(H, W, 3)``): a new ``uint8`` ``(H, W, 3)``."""
+    """``heatmap`` (float ``(h, w)`` in [0, 1]) over ``rgb`` (``uint8`` ``(H, W, 3)``): a new array like ``rgb``."""
     height, width = rgb.shape[:2]
     # Bilinear keeps values in [0, 1] (bicubic would overshoot).
     full = cv2.resize(np.asarray(heatmap, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)

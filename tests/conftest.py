@@ -23,6 +23,8 @@ SHARED_IMAGES = SHARED / "images"
 if SHARED_KERAS_HOME.is_dir():
     _home = Path(tempfile.mkdtemp(prefix="lab5-keras-home-"))
     shutil.copytree(SHARED_KERAS_HOME, _home, dirs_exist_ok=True)
+    for _path in [_home, *_home.rglob("*")]:  # the shared files are read-only
+        _path.chmod(_path.stat().st_mode | 0o200)
     os.environ["KERAS_HOME"] = str(_home)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

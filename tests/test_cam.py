@@ -187,7 +187,8 @@ def test_hiding_the_hot_region_removes_the_class(explained, mobilenet):
     # own class group) must lower that group's probability, and more than greying the coldest.
     photos, x, _, probs, maps = explained
     checks = [(i, "cat", CAT) for i in _cats(photos)]
-    checks += [(i, "dog", DOG) for i, p in enumerate(photos) if p.path.name.startswith("dog") and probs[i][list(DOG)].sum() > 0.5]
+    checks += [(i, "dog", DOG) for i, p in enumerate(photos)
+               if p.path.name.startswith("dog") and probs[i][list(DOG)].sum() > 0.5]
     assert len(checks) >= 6
     for i, group, classes in checks:
         heat = cv2.resize(maps[group][i], (128, 128), interpolation=cv2.INTER_LINEAR)
@@ -205,7 +206,8 @@ def test_batched_equals_one_by_one(explained):
         one_probs, one_maps = cam.explain(gradcam, x[i:i + 1], cam.targets())
         np.testing.assert_allclose(one_probs[0], probs[i], atol=1e-6)
         for target, heatmap in one_maps.items():
-            np.testing.assert_allclose(heatmap[0], maps[target][i], atol=1e-5, err_msg=f"{photos[i].path.name} {target}")
+            np.testing.assert_allclose(heatmap[0], maps[target][i], atol=1e-5,
+                                       err_msg=f"{photos[i].path.name} {target}")
     small_batches = cam.explain(gradcam, x, cam.targets(), batch_size=4)[1]
     for target in maps:
         np.testing.assert_allclose(small_batches[target], maps[target], atol=1e-5)
@@ -240,7 +242,8 @@ def test_bad_files_are_reported_and_the_others_get_full_size_overlays(tmp_path, 
     assert sorted(s.path.name for s in skipped) == ["corrupt.jpg", "empty.jpg", "letter.jpg"]
     assert all(any(s.path.name in r.getMessage() for r in caplog.records) for s in skipped)
     assert [p.path.name for p in photos] == ["alpha.png", "good.jpg", "gray.png"]
-    expected = {f"{stem}{suffix}" for stem in ("alpha", "gray", "good") for suffix in ("_cam.jpg", "_cam_cat.jpg", "_cam_dog.jpg")}
+    expected = {f"{stem}{suffix}" for stem in ("alpha", "gray", "good")
+                for suffix in ("_cam.jpg", "_cam_cat.jpg", "_cam_dog.jpg")}
     assert {p.name for p in out.iterdir()} == expected
     for written in files:
         for path in written.values():
@@ -267,9 +270,12 @@ def test_missing_class_index_or_weights_name_the_file_offline(tmp_path):
 
 # --- Notebook 04, headless, smoke profile --------------------------------------------------
 
-@pytest.mark.parametrize("samples", [True, False], ids=["samples", "empty-img_in"])
-def test_notebook_runs_under_papermill(tmp_path, monkeypatch, samples):
+@pytest.mark.parametrize("samples, cache", [(True, True), (False, True), (True, False)],
+                         ids=["samples", "empty-img_in", "no-keras-cache"])
+def test_notebook_runs_under_papermill(tmp_path, monkeypatch, request, samples, cache):
     papermill = pytest.importorskip("papermill")
+    if cache:
+        request.getfixturevalue("keras_home")  # the shared cache, or skip
     root = tmp_path / "lab"
     (root / "img_in").mkdir(parents=True)
     if samples:
@@ -278,12 +284,18 @@ def test_notebook_runs_under_papermill(tmp_path, monkeypatch, samples):
         (root / "img_in" / "broken.jpg").write_text("not a photo")
     monkeypatch.setenv("LAB5_ROOT", str(root))
     monkeypatch.setenv("LAB5_PROFILE", "smoke")
+    if not cache:  # an empty Keras cache, and downloads failing at once: random weights, class indices
+        (tmp_path / "keras_home").mkdir()
+        monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+        monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
 
     papermill.execute_notebook(str(REPO / "notebooks" / "04_vgg16_cam.ipynb"), str(tmp_path / "out.ipynb"),
                                kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False)
 
     results = json.loads((root / "records" / "results" / "04_vgg16_cam.json").read_text())
     assert results["profile"] == "smoke" and results["backbone"] == config.profile("smoke").cam_backbone
+    assert results["weights"] == ("imagenet" if cache else None)
     photos, _ = images.load_folder(root / "img_in")
     assert [row["image"] for row in results["images"]] == [p.path.name for p in photos]
     assert len(photos) == (3 if samples else 0)
@@ -294,6 +306,9 @@ def test_notebook_runs_under_papermill(tmp_path, monkeypatch, samples):
         assert set(row["overlays"]) == {"top1", "cat", "dog"}
         for path in row["overlays"].values():
             assert size(root / path) == photo.rgb.shape[1::-1]
-    if results["weights"] == "imagenet" and samples:  # real weights from the shared Keras cache
+    if samples and cache:  # real weights from the shared Keras cache
         chelsea = next(row for row in results["images"] if row["image"] == "chelsea.png")
         assert chelsea["groups"]["cat"] > 0.5
+        assert chelsea["top3"][0]["label"] in ("tabby", "tiger_cat", "Persian_cat", "Siamese_cat", "Egyptian_cat")
+    if samples and not cache:
+        assert all(t["label"].startswith("class ") for row in results["images"] for t in row["top3"])

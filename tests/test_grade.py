@@ -209,7 +209,8 @@ def test_metrics_are_collected_from_any_shape_and_odd_files_do_not_stop_it(tmp_p
     (results / "old.json").write_text(json.dumps({"metrics": {"roc_auc": 0.1}}))
     before = grade._snapshot(results)
     (results / "03_transfer.json").write_text(json.dumps({
-        "profile": "smoke", "test_examples": 846, "metrics": {"roc_auc": 0.93, "pr_auc": 0.7, "f1": float("nan")},
+        "profile": "smoke", "test_examples": 846, "backbone": "resnet50",
+        "metrics": {"roc_auc": 0.93, "pr_auc": 0.7, "f1": float("nan")},
         "phases": {"head": {"metrics": {"f1": 0.5}}, "finetune": {"roc_auc": 0.95, "test_examples": 100}},
         "history": [1, 2, 3], "note": "text"}))
     (results / "broken.json").write_text("{not json")
@@ -217,7 +218,7 @@ def test_metrics_are_collected_from_any_shape_and_odd_files_do_not_stop_it(tmp_p
     files, rows = grade.collect_results(results, before, tmp_path)
 
     assert files == ["records/results/03_transfer.json", "records/results/broken.json"]  # not the stale one
-    assert rows[0] == {"source": "03_transfer.json", "model": None, "profile": "smoke", "test_examples": 846,
+    assert rows[0] == {"source": "03_transfer.json", "model": "resnet50", "profile": "smoke", "test_examples": 846,
                        "roc_auc": 0.93, "pr_auc": 0.7}  # NaN left out
     assert rows[1]["model"] == "phases/head" and rows[1]["test_examples"] == 846
     assert rows[2]["model"] == "phases/finetune" and rows[2]["test_examples"] == 100

@@ -42,7 +42,9 @@ def papermill_root(tmp_path_factory, cifar_subset_dir) -> Path:
 
 
 def outputs(path: Path) -> str:
-    return "".join(o.get("text", "") for c in nbformat.read(path, 4).cells if c.cell_type == "code" for o in c.outputs)
+    """Printed text and plain-text results (tables) of every code cell."""
+    return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                   for c in nbformat.read(path, 4).cells if c.cell_type == "code" for o in c.outputs)
 
 
 def test_02_writes_both_models_and_the_deliverable(papermill_root):
