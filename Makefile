@@ -27,4 +27,4 @@ test: venv
 	LAB5_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 
 clean:
-	rm -rf graded records/results records/logs records/*.tfrecord records/manifest.json img_out/*_cam.jpg
+	rm -rf graded records/results records/logs records/checkpoints records/*.tfrecord records/manifest.json img_out/*_cam.jpg

@@ -86,7 +86,7 @@ def profile(name: str | None = None) -> Profile:
 # Grading (python -m labutils.grade). A notebook listed here reads what the named
 # ones wrote (01 writes records/manifest.json and the shards; 03's comparison
 # table reads 02's results), so the grader skips it when one of them did not pass.
-NOTEBOOK_NEEDS = {"02": ("01",), "03": ("01", "02")}
+NOTEBOOK_NEEDS = {"02": ("01",), "03": ("01",)}
 # Whole-notebook time limit per profile (seconds); `--timeout` overrides it.
 GRADE_TIMEOUT_S = {"full": 3 * 3600, "smoke": 600}
 # Memory one grading job (one student's notebooks, run in turn) may take, for --jobs' default.

@@ -1,7 +1,7 @@
 """Phase 1 with cached bottlenecks vs end-to-end through the frozen ``conv_base``: seconds per frozen epoch.
 
-    LAB5_CIFAR10=../shared/datasets/cifar10-subset/cifar-10-batches-py .venv/bin/python benchmarks/bottleneck.py
-    .venv/bin/python benchmarks/bottleneck.py --backbone resnet50 --size 160 --profile smoke
+    LAB5_CIFAR10=../shared/datasets/cifar10-subset/cifar-10-batches-py .venv/bin/python benchmarks/bottleneck_cache.py
+    .venv/bin/python benchmarks/bottleneck_cache.py --backbone resnet50 --size 160 --profile smoke
 
 Writes the profile's records (smoke: 900 train, 100 val images) to a temp folder, then trains the
 same seeded transfer model's head twice with ``labutils.training`` (same callbacks, batch size,
@@ -18,19 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# This file's name is also that of pandas' optional `bottleneck` package: keep its folder off
-# the import path, or `import pandas` (through keras) would import this script instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from labutils import bottleneck, cifar10, config, evaluation, models, surgery, tfrecords, training  # noqa: E402
+from labutils import bottleneck, cifar10, config, evaluation, models, surgery, tfrecords, training
 
 
 def main() -> None:
