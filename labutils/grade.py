@@ -172,7 +172,8 @@ def key_metrics(doc, source: str) -> list[dict]:
     A dict with ``roc_auc``/``pr_auc``/``f1`` (itself or in its ``metrics`` dict)
     makes a row labelled by its key path (``models`` and ``metrics`` left out, so
     ``{"models": {"ram": {"metrics": {...}}}}`` gives model "ram"), at the top by
-    its ``backbone`` or ``model`` name if it has one;
+    its ``backbone`` or ``model`` name if it has one (not when it has ``models``:
+    then its own metrics repeat one of theirs);
     ``test_examples`` and ``profile`` are inherited from enclosing dicts.
     """
     rows: list[dict] = []
@@ -186,7 +187,8 @@ def key_metrics(doc, source: str) -> list[dict]:
         if isinstance(node.get("profile"), str):
             own["profile"] = node["profile"]
         context = {**inherited, **{k: v for k, v in own.items() if k in ("test_examples", "profile")}}
-        if any(k in own for k in ("roc_auc", "pr_auc", "f1")):
+        # A document with per-model results repeats one of them at its top: list the models only.
+        if any(k in own for k in ("roc_auc", "pr_auc", "f1")) and not isinstance(node.get("models"), dict):
             named = next((node[k] for k in ("backbone", "model") if isinstance(node.get(k), str)), None)
             rows.append({"source": source, "model": "/".join(path) or named, **context, **own})
         for key, child in node.items():
