@@ -4,6 +4,8 @@ Run: ``python benchmarks/pipeline.py [--source PATH] [--batches N]``. Writes the
 shards of ``--source`` (default ``$LAB5_CIFAR10``, e.g. the shared subset) into a
 temporary folder, then times each pipeline over the same number of training
 batches (shuffled, repeated, scaled to [0, 1]) and prints images/s and ratios.
+Then, for context, the images/s of training the Lab 4 CNN from each of the two
+real pipelines (raw uint8 pixels; the network scales them itself).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from labutils import cifar10, config, tfrecords
+from labutils import cifar10, config, models, training, tfrecords
 
 
 def in_ram(split: cifar10.Split, batch: int, prescaled: bool) -> tf.data.Dataset:
@@ -52,6 +54,19 @@ def images_per_second(ds: tf.data.Dataset, batches: int, batch: int, repeats: in
     return statistics.median(runs)
 
 
+def training_images_per_second(ds: tf.data.Dataset, examples: int, batch: int, epochs: int = 2) -> float:
+    """Images/s of ``fit`` on the Lab 4 CNN, over ``epochs`` epochs after a warm-up epoch."""
+    import keras
+
+    keras.utils.set_random_seed(config.SEED)
+    model = training.compile_binary(models.lab4_cnn(), config.LEARNING_RATES["lab4"])
+    steps = training.steps(examples, batch)
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    start = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=epochs, verbose=0, shuffle=False)
+    return epochs * steps * batch / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=None, help="CIFAR-10 source (default: $LAB5_CIFAR10 or Keras' cache)")
@@ -60,10 +75,10 @@ def main() -> None:
     args = parser.parse_args()
 
     splits = cifar10.prepare_splits(cifar10.load(args.source), config.profile("full"))
+    train, b, n = splits["train"], args.batch_size, args.batches
     with tempfile.TemporaryDirectory() as tmp:
         records = Path(tmp)
         tfrecords.write_splits(splits, records, progress=False)
-        train, b, n = splits["train"], args.batch_size, args.batches
         rates = {
             "in-RAM float32 (Lab 4 way)": images_per_second(in_ram(train, b, prescaled=True), n, b),
             "in-RAM uint8, scaled per batch": images_per_second(in_ram(train, b, prescaled=False), n, b),
@@ -71,13 +86,22 @@ def main() -> None:
                 tfrecords.dataset("train", b, training=True, records_dir=records), n, b),
             "naive parse_single_example": images_per_second(naive(records, b), n, b),
         }
-    print(f"{len(splits['train'].labels):,} training images, batch {args.batch_size}, {args.batches} batches, "
-          f"median of 3 runs, {tf.config.threading.get_inter_op_parallelism_threads() or 'auto'} inter-op threads")
+        raw_ram = tf.data.Dataset.from_tensor_slices((train.images, train.labels.astype("float32")))
+        raw_ram = raw_ram.shuffle(10_000, seed=config.SEED).repeat().batch(b).prefetch(tf.data.AUTOTUNE)
+        raw_tfr = tfrecords.dataset("train", b, training=True, preprocess=None, records_dir=records)
+        fit_ram = training_images_per_second(raw_ram, len(train.labels), b)
+        fit_tfr = training_images_per_second(raw_tfr, len(train.labels), b)
+
+    print(f"Input pipelines alone: {len(train.labels):,} training images, batch {b}, {n} batches, median of 3 runs")
     for name, rate in rates.items():
         print(f"  {name:32s} {rate:12,.0f} images/s")
     tfr = rates["TFRecord (labutils.tfrecords)"]
     for name in ("in-RAM float32 (Lab 4 way)", "in-RAM uint8, scaled per batch", "naive parse_single_example"):
         print(f"  TFRecord / {name:32s} {tfr / rates[name]:5.2f}x")
+    print("Training the Lab 4 CNN from each (fit, 2 epochs after a warm-up epoch):")
+    print(f"  from in-RAM arrays {fit_ram:10,.0f} images/s")
+    print(f"  from TFRecords     {fit_tfr:10,.0f} images/s   TFRecord / in-RAM: {fit_tfr / fit_ram:.2f}x")
+
 
 if __name__ == "__main__":
     main()
