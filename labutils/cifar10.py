@@ -17,11 +17,14 @@ import io
 import pickle
 import tarfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from labutils import assets, config
+
+if TYPE_CHECKING:
+    import pandas
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -170,7 +173,7 @@ def prepare_splits(data: Cifar10, profile: config.Profile | None = None) -> dict
             "test": _split(data.x_test, data.y_test, np.arange(n_test))}
 
 
-def balance_table(splits: dict[str, Split]) -> "pandas.DataFrame":
+def balance_table(splits: dict[str, Split]) -> pandas.DataFrame:
     """Images, cats and cat share (%) per split."""
     import pandas as pd
 

@@ -18,13 +18,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import tensorflow as tf
 
 from labutils import config
 from labutils.cifar10 import Split
+
+if TYPE_CHECKING:
+    import pandas
 
 MANIFEST = "manifest.json"
 FEATURES = {
@@ -238,7 +241,7 @@ def read_split(split: str, records_dir: Path = config.RECORDS_DIR) -> Split:
     return Split(images, column("label"), column("class_id"), column("index"))
 
 
-def manifest_table(manifest: dict) -> "pandas.DataFrame":
+def manifest_table(manifest: dict) -> pandas.DataFrame:
     """One row per shard: split, file, examples, cats, size (KiB) and the first 12 hex digits of its SHA-256."""
     import pandas as pd
 
@@ -247,7 +250,7 @@ def manifest_table(manifest: dict) -> "pandas.DataFrame":
     return pd.DataFrame(rows)
 
 
-def verify(splits: dict[str, Split], records_dir: Path = config.RECORDS_DIR) -> "pandas.DataFrame":
+def verify(splits: dict[str, Split], records_dir: Path = config.RECORDS_DIR) -> pandas.DataFrame:
     """Read every split back and compare with its source, image by image.
 
     One row per split: examples in the source, the records and the manifest,

@@ -58,3 +58,40 @@ def keras_home() -> Path:
 def shared_images() -> Path:
     """Licensed cat and dog photos."""
     return _need(SHARED_IMAGES)
+
+
+def _splits(cifar_dir: Path, profile: str) -> dict:
+    from labutils import cifar10, config
+
+    return cifar10.prepare_splits(cifar10.load(cifar_dir), config.profile(profile))
+
+
+def _records(splits: dict, out: Path) -> Path:
+    from labutils import tfrecords
+
+    tfrecords.write_splits(splits, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def full_splits(cifar_subset_dir) -> dict:
+    """The shared subset cut as the ``full`` profile cuts it: 4,194 train, 466 val, 846 test."""
+    return _splits(cifar_subset_dir, "full")
+
+
+@pytest.fixture(scope="session")
+def full_records(full_splits, tmp_path_factory) -> Path:
+    """TFRecords of ``full_splits`` (read-only for tests: copy before damaging)."""
+    return _records(full_splits, tmp_path_factory.mktemp("full-records"))
+
+
+@pytest.fixture(scope="session")
+def smoke_splits(cifar_subset_dir) -> dict:
+    """The shared subset cut as the ``smoke`` profile cuts it: 900 train, 100 val, 400 test."""
+    return _splits(cifar_subset_dir, "smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_records(smoke_splits, tmp_path_factory) -> Path:
+    """TFRecords of ``smoke_splits`` (read-only for tests: copy before damaging)."""
+    return _records(smoke_splits, tmp_path_factory.mktemp("smoke-records"))

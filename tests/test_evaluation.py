@@ -16,18 +16,6 @@ BIAS = np.array([-1.0], dtype="float32")
 
 
 @pytest.fixture(scope="module")
-def splits(cifar_subset_dir):
-    return cifar10.prepare_splits(cifar10.load(cifar_subset_dir), config.profile("smoke"))
-
-
-@pytest.fixture(scope="module")
-def records(splits, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("records")
-    tfrecords.write_splits(splits, out, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def colour_model() -> keras.Model:
     """A fixed, hand-set "model": a logistic function of the image's mean colour."""
     model = keras.Sequential([keras.Input(config.IMAGE_SHAPE), keras.layers.Rescaling(1 / 255),
@@ -41,31 +29,31 @@ def numpy_scores(images: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(mean_colour @ WEIGHTS.astype(np.float64)[:, 0] + BIAS[0])))
 
 
-def test_every_test_example_is_scored_once_and_metrics_match_numpy(colour_model, splits, records):
-    test = splits["test"]
-    p = evaluation.predict(colour_model, "test", batch_size=64, records_dir=records)  # 400 = 6 x 64 + 16
+def test_every_test_example_is_scored_once_and_metrics_match_numpy(colour_model, smoke_splits, smoke_records):
+    test = smoke_splits["test"]
+    p = evaluation.predict(colour_model, "test", batch_size=64, records_dir=smoke_records)  # 400 = 6 x 64 + 16
     np.testing.assert_array_equal(p.indices, np.sort(test.indices))
-    assert len(p.indices) == tfrecords.num_examples("test", records) == 400
+    assert len(p.indices) == tfrecords.num_examples("test", smoke_records) == 400
     order = np.argsort(test.indices)
     np.testing.assert_array_equal(p.labels, test.labels[order])
     np.testing.assert_allclose(p.scores, numpy_scores(test.images[order]), atol=1e-5)  # float32 means
 
     threshold = 0.3
-    got = evaluation.evaluate(colour_model, threshold, batch_size=64, records_dir=records)
+    got = evaluation.evaluate(colour_model, threshold, batch_size=64, records_dir=smoke_records)
     expected = metrics.binary_metrics(test.labels, numpy_scores(test.images), threshold)
     assert got["confusion_matrix"] == expected["confusion_matrix"] and got["examples"] == 400
     for key in ("roc_auc", "pr_auc", "precision", "recall", "f1", "accuracy", "never_cat_accuracy"):
         assert got[key] == pytest.approx(expected[key], abs=1e-5), key
 
 
-def test_threshold_is_chosen_on_validation(colour_model, splits, records):
-    val = splits["val"]
-    assert evaluation.threshold_on_validation(colour_model, records_dir=records) == pytest.approx(
+def test_threshold_is_chosen_on_validation(colour_model, smoke_splits, smoke_records):
+    val = smoke_splits["val"]
+    assert evaluation.threshold_on_validation(colour_model, records_dir=smoke_records) == pytest.approx(
         metrics.choose_threshold(val.labels, numpy_scores(val.images)), abs=1e-5)
 
 
-def test_a_count_different_from_the_manifest_is_refused(colour_model, records, tmp_path):
-    copy = Path(shutil.copytree(records, tmp_path / "records"))
+def test_a_count_different_from_the_manifest_is_refused(colour_model, smoke_records, tmp_path):
+    copy = Path(shutil.copytree(smoke_records, tmp_path / "records"))
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["splits"]["test"]["examples"] += 1
     (copy / "manifest.json").write_text(json.dumps(manifest))
@@ -73,8 +61,8 @@ def test_a_count_different_from_the_manifest_is_refused(colour_model, records, t
         evaluation.predict(colour_model, "test", records_dir=copy)
 
 
-def test_an_example_seen_twice_is_refused(colour_model, splits, tmp_path):
-    test = splits["test"]
+def test_an_example_seen_twice_is_refused(colour_model, smoke_splits, tmp_path):
+    test = smoke_splits["test"]
     twice = cifar10.Split(*(np.concatenate([column, column[7:8]]) for column in test))  # 401 rows, index 7 twice
     tfrecords.write_splits({"test": twice}, tmp_path, progress=False)
     with pytest.raises(evaluation.IncompleteEvaluationError, match=r"repeated: \[7\]"):

@@ -9,17 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from labutils import bottleneck, cifar10, config, evaluation, models, surgery, tfrecords, training
+from labutils import bottleneck, config, evaluation, models, surgery, tfrecords, training
 
 BACKBONE, SIZE = "mobilenet_025", 96  # 96: not a MobileNet weight size, so Keras loads the cached 224 no-top file
-
-
-@pytest.fixture(scope="module")
-def smoke_records(cifar_subset_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("smoke-records")
-    tfrecords.write_splits(cifar10.prepare_splits(cifar10.load(cifar_subset_dir), config.profile("smoke")),
-                           out, progress=False)
-    return out
 
 
 @pytest.fixture(autouse=True)
@@ -134,13 +126,11 @@ def real_transfer_roc_auc(weights: str | None, records: Path, shuffle_kernels: b
     return evaluation.evaluate(model, threshold, records_dir=records)["roc_auc"]
 
 
-def test_real_imagenet_transfer_beats_random_init(keras_home, cifar_subset_dir, tmp_path):
+def test_real_imagenet_transfer_beats_random_init(keras_home, full_records):
     """All 5,506 shared CIFAR images (4,194 train, 466 val, 846 test with 84 cats)."""
-    tfrecords.write_splits(cifar10.prepare_splits(cifar10.load(cifar_subset_dir), config.profile("full")),
-                           tmp_path / "records", progress=False)
-    imagenet = real_transfer_roc_auc("imagenet", tmp_path / "records")
-    random_init = real_transfer_roc_auc(None, tmp_path / "records")
-    shuffled = real_transfer_roc_auc("imagenet", tmp_path / "records", shuffle_kernels=True)
+    imagenet = real_transfer_roc_auc("imagenet", full_records)
+    random_init = real_transfer_roc_auc(None, full_records)
+    shuffled = real_transfer_roc_auc("imagenet", full_records, shuffle_kernels=True)
     print(f"test ROC-AUC: imagenet {imagenet:.3f}, weights=None {random_init:.3f}, shuffled imagenet {shuffled:.3f}")
     # Measured: 0.886, 0.500 (random MobileNet features vanish to ~1e-16), 0.579.
     assert imagenet > 0.8
