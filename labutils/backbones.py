@@ -55,13 +55,14 @@ def decode_predictions(name: str) -> Callable:
     return decode_offline_aware
 
 
-def build(name: str, *, include_top: bool, weights: str | Path | None = "imagenet",
+def build(name: str, /, *, include_top: bool, weights: str | Path | None = "imagenet",
           input_shape: tuple[int, int, int] | None = None, **kwargs) -> keras.Model:
     """The ``keras.applications`` model ``name``.
 
     ``weights``: ``"imagenet"`` (Keras' cache under ``$KERAS_HOME``, downloaded if
     missing), ``None`` (random initialisation) or the path of a weights file
-    saved from the same architecture (``.weights.h5`` or Keras' ``.h5``).
+    saved from the same architecture (``.weights.h5`` or Keras' ``.h5``). Other keyword
+    arguments go to the constructor (``name="conv_base"``, ``alpha=0.5``...).
     """
     constructor, alias_kwargs = _constructor(name)
     kwargs = {**alias_kwargs, **kwargs}
@@ -77,7 +78,7 @@ def build(name: str, *, include_top: bool, weights: str | Path | None = "imagene
     return model
 
 
-def build_or_random(name: str, *, include_top: bool, weights: str | Path | None,
+def build_or_random(name: str, /, *, include_top: bool, weights: str | Path | None,
                     input_shape: tuple[int, int, int] | None = None,
                     **kwargs) -> tuple[keras.Model, str | None]:
     """Like :func:`build`, but falls back to random weights when ImageNet weights are not cached.

@@ -80,9 +80,8 @@ def transfer_model(backbone: str = "resnet50", weights: str | Path | None = "ima
     """
     size = input_size or config.profile().transfer_input_size
     build = backbones.build_or_random if fallback_to_random else backbones.build
-    built = build(backbone, include_top=False, weights=weights, input_shape=(size, size, 3))
+    built = build(backbone, include_top=False, weights=weights, input_shape=(size, size, 3), name=CONV_BASE)
     conv_base, used = built if fallback_to_random else (built, weights)
-    conv_base.name = CONV_BASE  # `backbones.build`'s first parameter is already called `name`
 
     inputs = keras.Input(config.IMAGE_SHAPE, name="pixels")
     x = keras.layers.Resizing(size, size, interpolation="bilinear", name="resize")(inputs)
