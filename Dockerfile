@@ -25,7 +25,7 @@ RUN python -m pip install -r requirements.txt
 
 # The downloads (CIFAR-10, ResNet50, VGG16, ImageNet class index: ~820 MB, hashes
 # checked), rebuilt only when the asset list changes, not on every notebook edit.
-COPY labutils/__init__.py labutils/config.py labutils/assets.py labutils/
+COPY labutils/__init__.py labutils/config.py labutils/atomic.py labutils/assets.py labutils/
 RUN python -m labutils.assets fetch && chmod -R a+rwX "$KERAS_HOME"
 
 COPY . .

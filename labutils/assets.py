@@ -24,13 +24,12 @@ import re
 import shutil
 import socket
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from labutils import config
+from labutils import atomic, config
 
 
 class AssetMissingError(RuntimeError):
@@ -158,18 +157,11 @@ def status(verify: bool = False) -> list[dict]:
 
 def _install(asset: Asset, write) -> None:
     """Write the asset through ``write(file)`` to a temp file beside its place, check it, then rename."""
-    asset.path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{asset.filename}.", suffix=".part", dir=asset.path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic.temporary(asset.path, suffix=".part") as tmp:
+        with open(tmp, "wb") as f:
             write(f)
-        if asset.file_hash and not hash_matches(Path(tmp), asset.file_hash):
+        if asset.file_hash and not hash_matches(tmp, asset.file_hash):
             raise ValueError(f"{asset.filename}: hash mismatch (expected {asset.file_hash}); file not installed")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from other users of a shared cache (Docker image)
-        os.replace(tmp, asset.path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _download(asset: Asset, timeout: float) -> None:

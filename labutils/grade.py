@@ -42,7 +42,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ from pathlib import Path
 import nbformat
 import psutil
 
-from labutils import assets, config
+from labutils import assets, atomic, config
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 KERNEL_NAME = "lab5-grader"
@@ -117,18 +116,6 @@ def say(text: str) -> None:
         print(f"[{dt.datetime.now():%H:%M:%S}] {text}", flush=True)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def discover(root: Path) -> list[Path]:
@@ -145,7 +132,7 @@ def install_kernel(folder: Path) -> dict[str, str]:
     """
     spec = folder / "kernels" / KERNEL_NAME / "kernel.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(spec, json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    atomic.write_text(spec, json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                                    "display_name": f"Python {platform.python_version()} (grader)",
                                    "language": "python", "metadata": {"debugger": False}}, indent=1))
     return {"JUPYTER_PATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("JUPYTER_PATH")]))}
@@ -630,14 +617,14 @@ def main(argv: list[str] | None = None) -> int:
                "submissions": str(args.submissions.resolve()) if args.submissions else None,
                "passed": all(run["all_passed"] for run in runs), "runs": runs}
     if args.submissions is None:
-        write_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-        write_atomic(out / "report.md", render_run(summary, runs[0]))
+        atomic.write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        atomic.write_text(out / "report.md", render_run(summary, runs[0]))
     else:
         for run in runs:
-            write_atomic(out / run["name"] / "summary.json", json.dumps({**summary, "runs": [run]}, indent=1) + "\n")
-            write_atomic(out / run["name"] / "report.md", render_run(summary, run))
-        write_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-        write_atomic(out / "report.md", render_combined(summary))
+            atomic.write_text(out / run["name"] / "summary.json", json.dumps({**summary, "runs": [run]}, indent=1) + "\n")
+            atomic.write_text(out / run["name"] / "report.md", render_run(summary, run))
+        atomic.write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        atomic.write_text(out / "report.md", render_combined(summary))
     counts = [nb["status"] for run in runs for nb in run["notebooks"]]
     tally = ", ".join(f"{counts.count(s)} {s}" for s in ("passed", "failed", "timed out", "skipped") if s in counts)
     say(f"done in {summary['seconds']:.1f} s: {tally or 'no notebooks'}; report: {out / 'report.md'}")

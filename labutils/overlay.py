@@ -7,8 +7,6 @@ red = 1) and blends it over a copy of the photo: ``(1 - alpha) * photo + alpha
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
-from labutils import config
+from labutils import atomic, config
 
 THUMBNAIL = 320  # longest side, in pixels, of the pictures in the notebook's grid
 
@@ -47,16 +45,7 @@ def save_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> Path:
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise OSError(f"OpenCV could not encode {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return atomic.write_bytes(path, data.tobytes())
 
 
 def thumbnail(rgb: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:

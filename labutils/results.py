@@ -8,13 +8,11 @@ Top-level fields: ``notebook``, ``profile``, ``dataset`` ({"train", "val", "test
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from labutils import config
+from labutils import atomic, config
 
 
 def path(notebook: str, results_dir: Path | None = None) -> Path:
@@ -33,18 +31,7 @@ def _plain(value):
 
 def write(record: dict, results_dir: Path | None = None) -> Path:
     """Write ``record`` (which names its ``notebook``) atomically: a reader never sees half a file."""
-    target = path(record["notebook"], results_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, default=_plain)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic.write_text(path(record["notebook"], results_dir), json.dumps(record, indent=2, default=_plain) + "\n")
 
 
 def read(notebook: str, results_dir: Path | None = None) -> dict:

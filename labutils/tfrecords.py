@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import tensorflow as tf
 
-from labutils import config
+from labutils import atomic, config
 from labutils.cifar10 import Split
 
 if TYPE_CHECKING:
@@ -74,12 +74,6 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def write_splits(splits: dict[str, Split], records_dir: Path = config.RECORDS_DIR,
                  shards: dict[str, int] = config.SHARDS, progress: bool = True) -> dict:
     """Write every split as balanced shards and return the manifest (also saved as ``manifest.json``).
@@ -127,7 +121,7 @@ def write_splits(splits: dict[str, Split], records_dir: Path = config.RECORDS_DI
                 old.unlink()
     previous = read_manifest(records_dir)["splits"] if (records_dir / MANIFEST).exists() else {}
     manifest["splits"] = {**{k: v for k, v in previous.items() if k not in splits}, **manifest["splits"]}
-    _write_json(records_dir / MANIFEST, manifest)
+    atomic.write_text(records_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
