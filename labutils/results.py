@@ -4,10 +4,17 @@ Notebooks read each other's results from there and the grading report collects t
 Top-level fields: ``notebook``, ``profile``, ``dataset`` ({"train", "val", "test"} sizes),
 ``test_examples``, ``metrics`` (see :func:`labutils.metrics.binary_metrics`), ``epochs``,
 ``seconds_per_epoch``, and per notebook ``models`` (02) or ``backbone``/``input_size``/``weights`` (03).
+
+Beside it, each trained model's test predictions, one row per test image
+(:func:`write_predictions`): ``records/results/<notebook>.<model>.predictions.csv``
+with the header ``index,score`` (``index``: the image's position in the official
+CIFAR-10 test set; ``score``: the cat probability). The grader recomputes the test
+metrics from these and its own copy of the labels, instead of trusting the JSON.
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +25,27 @@ from labutils import atomic, config
 def path(notebook: str, results_dir: Path | None = None) -> Path:
     """Where the results of ``notebook`` (its file name without ``.ipynb``) live."""
     return Path(results_dir or config.RESULTS_DIR) / f"{Path(notebook).stem}.json"
+
+
+PREDICTIONS_SUFFIX = ".predictions.csv"
+MODEL_NAME = re.compile(r"^[a-z0-9_]{1,40}$")
+
+
+def predictions_path(notebook: str, model: str, results_dir: Path | None = None) -> Path:
+    """Where the test predictions of ``model`` (a short lower-case name: ``ram``, ``transfer``) of ``notebook`` live."""
+    if not MODEL_NAME.match(model):
+        raise ValueError(f"model name {model!r}: use 1-40 lower-case letters, digits or underscores")
+    return Path(results_dir or config.RESULTS_DIR) / f"{Path(notebook).stem}.{model}{PREDICTIONS_SUFFIX}"
+
+
+def write_predictions(notebook: str, model: str, indices: np.ndarray, scores: np.ndarray,
+                      results_dir: Path | None = None) -> Path:
+    """Save one model's test predictions atomically: int ``indices`` (N,) and float cat ``scores`` (N,) in [0, 1]."""
+    indices, scores = np.asarray(indices).reshape(-1), np.asarray(scores, dtype=np.float64).reshape(-1)
+    if indices.shape != scores.shape:
+        raise ValueError(f"{indices.size} indices but {scores.size} scores")
+    lines = ["index,score", *(f"{int(i)},{float(s):.9g}" for i, s in zip(indices, scores))]
+    return atomic.write_text(predictions_path(notebook, model, results_dir), "\n".join(lines) + "\n")
 
 
 def _plain(value):
