@@ -229,17 +229,28 @@ def notebook_results(folder: Path, before: dict[str, tuple], root: Path, noteboo
     return files, rows
 
 
-def read_notebook(path: Path) -> tuple[dict | None, bytes | None, str | None]:
+def read_notebook(path: Path, source: Path) -> tuple[dict | None, bytes | None, str | None]:
     """An executed notebook, bounded: ``(parsed, bytes to keep, note)``.
 
     Over ``OUTPUT_CAP`` the largest outputs are dropped (a note in their place) until it fits;
-    over ``PARSE_CAP`` or unreadable, nothing is kept and the note says why.
+    over ``PARSE_CAP`` the notebook as submitted (``source``) is kept instead, a note cell on top;
+    unreadable (missing, cut short by a kill, not a regular file), nothing is kept.
     """
     try:
         data = read_bounded(path, PARSE_CAP)
         nb = nbformat.reads(data.decode("utf-8", errors="replace"), as_version=4)
-    except Exception as err:  # missing, cut short by a kill, a FIFO, huge
-        return None, None, f"executed notebook not kept: {err}"
+    except Unreadable as err:
+        if "limit" not in str(err):
+            return None, None, f"executed notebook not kept: {err}"
+        try:
+            nb = nbformat.reads(read_bounded(source, OUTPUT_CAP).decode("utf-8", errors="replace"), as_version=4)
+        except Exception:  # the submitted notebook is itself too large or unreadable
+            return None, None, f"executed notebook not kept: {err}"
+        note = f"executed notebook not kept ({err}): the notebook as submitted, without outputs, kept instead"
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Grader:** {note}."))
+        return None, nbformat.writes(nb).encode(), note
+    except Exception as err:
+        return None, None, f"executed notebook not kept: {type(err).__name__}: {err}"
     if len(data) <= OUTPUT_CAP:
         return nb, data, None
     outputs = sorted(((len(json.dumps(out)), cell, i) for cell in nb.cells for i, out in enumerate(cell.get("outputs", []))),

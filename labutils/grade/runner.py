@@ -267,7 +267,7 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, settings: Settings,
         pump.join(timeout=10)
     result.seconds = round(time.monotonic() - start, 1)
     result.ended = dt.datetime.now().isoformat(timespec="seconds")
-    nb, kept, note = collect.read_notebook(executed)
+    nb, kept, note = collect.read_notebook(executed, source)
     if kept is not None:
         atomic.write_bytes(output, kept)
     else:
@@ -294,6 +294,8 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, settings: Settings,
         result.error, result.message = where.get("error"), where.get("message")
         if result.error is None:  # papermill itself or the kernel failed (dead kernel, unreadable notebook...)
             result.error, result.message = collect.last_error_line(log)
+            if result.error is None:  # killed (a signal) or a crash without a Python error: say only that
+                result.message = f"the notebook's papermill process exited with status {proc.returncode} (see its log)"
             result.cell = result.cell or collect.locate(nb, "last").get("cell")
     result.results, result.metrics = collect.notebook_results(results_dir, before, ws.root, source.stem,
                                                               settings.profile)

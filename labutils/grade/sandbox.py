@@ -113,10 +113,10 @@ def wrap(argv: list[str], env: dict[str, str], *, writable: list[Path], readonly
     Keras falls back to ``/tmp/.keras`` (and a download) when its home is not writable.
     """
     args = ["bwrap", *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for path in sorted({p.resolve() for p in readonly if p.exists()}):
-        args += ["--ro-bind", str(path), str(path)]
     for path in writable:
         args += ["--bind", str(path), str(path)]
+    for path in sorted({p.resolve() for p in readonly if p.exists()}):  # after: read-only inside a writable one too
+        args += ["--ro-bind", str(path), str(path)]
     if keras_cache is not None and keras_cache.is_dir():
         home = Path(env["KERAS_HOME"])
         for entry in sorted(keras_cache.iterdir()):
