@@ -27,6 +27,7 @@ from labutils.grade.runner import say
 
 # Written into every output folder: a later --submissions run over the same parent never grades it.
 MARKER = ".lab5-grader-output"
+NOT_STARTED = "not graded: the grader was stopped first"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 _PROBE = ("import json, keras, tensorflow as tf; print(json.dumps({'tensorflow': tf.__version__, "
           "'keras': keras.__version__, 'gpus': [d.name for d in tf.config.list_physical_devices('GPU')]}))")
@@ -134,7 +135,7 @@ class Outputs:
                     previous = self.runs.get(name)
                     self.runs[name] = {**(previous or make_run(name, Path(self.summary["roots"][name]),
                                                                 self.folders[name], [], "")),
-                                       "state": "interrupted" if previous else "not graded: the grader was stopped first",
+                                       "state": "interrupted" if previous else NOT_STARTED,
                                        "all_passed": False}
             self.summary.update(state=state, complete=complete, environment=environment)
             self._write()
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         def partial(results):
             outputs.update(name, make_run(name, root, folder, results, "running"))
 
+        if runner.stopping.is_set():  # queued when Ctrl-C / SIGTERM came
+            return make_run(name, root, folder, [], NOT_STARTED)
         try:
             results, left_out = runner.grade_repo(root, out / folder, scratch / folder_name(name), settings,
                                                   label=label, on_notebook=partial)

@@ -225,7 +225,7 @@ def notebook_results(folder: Path, before: dict[str, tuple], root: Path, noteboo
     for claim in stated:
         rows.append({"source": claim["source"], "model": claim["model"], "checked": False,
                      "self_reported": {k: claim[k] for k in KEY_METRICS if k in claim},
-                     "problem": "no predictions file: numbers self-reported, not checked"})
+                     "problem": "no predictions file"})
     return files, rows
 
 

@@ -43,7 +43,7 @@ def check_text(row: dict) -> str:
     if "unreadable" in row:
         return f"unreadable: {row['unreadable']}"
     if not row.get("checked"):
-        return row.get("problem", "self-reported, not checked")
+        return f"self-reported, not checked: {row.get('problem')}"
     notes = [row["problem"]] if row.get("problem") else []
     if row.get("mismatch"):
         notes.append("MISMATCH with self-report: " + "; ".join(row["mismatch"]))
@@ -73,7 +73,7 @@ def metric_text(row: dict) -> str:
         return f"{name}: {values}{extra}" + (f" ({row['problem']})" if row.get("problem") else "")
     stated = row.get("self_reported", {})
     values = ", ".join(f"{NAMES[k]} {_fmt(stated[k])}" for k in collect.KEY_METRICS if k in stated)
-    return f"{name}: {values} (self-reported, {row.get('problem', 'not checked')})"
+    return f"{name}: {values} (self-reported, not checked: {row.get('problem')})"
 
 
 def _environment_lines(summary: dict) -> list[str]:
