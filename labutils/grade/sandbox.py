@@ -13,6 +13,7 @@ nothing here is a sandbox of our own.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import shutil
 import subprocess
@@ -113,6 +114,8 @@ def wrap(argv: list[str], env: dict[str, str], *, writable: list[Path], readonly
     Keras falls back to ``/tmp/.keras`` (and a download) when its home is not writable.
     """
     args = ["bwrap", *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for device in sorted(glob.glob("/dev/nvidia*")):  # a GPU node's devices (the minimal /dev has none)
+        args += ["--dev-bind", device, device]
     for path in writable:
         args += ["--bind", str(path), str(path)]
     for path in sorted({p.resolve() for p in readonly if p.exists()}):  # after: read-only inside a writable one too
