@@ -304,13 +304,15 @@ end = time.time() + 8
 while time.time() < end:
     sys.stdout.write(line * 50)
     os.write(2, (line * 50).encode())"""
+# SIGTERM to each ancestor up to the grader: never further, so that even a broken sandbox
+# cannot let this test signal the test runner or anything else on the machine.
 KILLER = """import os, signal, psutil
-for proc in psutil.process_iter():
-    if proc.pid != os.getpid():
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-        except OSError:
-            pass"""
+proc = psutil.Process().parent()
+while proc is not None:
+    os.kill(proc.pid, signal.SIGTERM)
+    if "labutils.grade" in " ".join(proc.cmdline()):
+        break
+    proc = proc.parent()"""
 EXERCISE = ('raise NotImplementedError("make_example: build the tf.train.Example of one image with its four '
             'features.")')
 POISON_CHECK = 'import os\nassert "POISONED" not in os.environ, "the kernel spec was poisoned"'

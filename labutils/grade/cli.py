@@ -110,8 +110,8 @@ def make_run(name: str, root: Path, folder: str, results: list[runner.NotebookRe
 class Outputs:
     """The summary and report, rewritten atomically whenever a notebook finishes (marked incomplete until the end)."""
 
-    def __init__(self, out: Path, summary: dict, names: list[str], folders: dict[str, str]):
-        self.out, self.summary, self.names, self.folders = out, summary, names, folders
+    def __init__(self, out: Path, summary: dict, roots: dict[str, Path], folders: dict[str, str]):
+        self.out, self.summary, self.roots, self.folders = out, summary, roots, folders
         self.runs: dict[str, dict] = {}
         self.lock = threading.Lock()
         self.start = time.monotonic()
@@ -125,44 +125,37 @@ class Outputs:
         with self.lock:
             self.runs[name] = run
             done = sum(r["state"] != "running" for r in self.runs.values())
-            self.summary["state"] = f"running: {done} of {len(self.names)} graded so far"
+            self.summary["state"] = f"running: {done} of {len(self.roots)} graded so far"
             self._write()
 
     def finish(self, state: str, complete: bool, environment: dict) -> dict:
+        """The last write; students never started are listed ``not graded``."""
         with self.lock:
-            for name in self.names:
-                if name not in self.runs or self.runs[name]["state"] == "running":
-                    previous = self.runs.get(name)
-                    self.runs[name] = {**(previous or make_run(name, Path(self.summary["roots"][name]),
-                                                                self.folders[name], [], "")),
-                                       "state": "interrupted" if previous else NOT_STARTED,
-                                       "all_passed": False}
+            for name, root in self.roots.items():
+                if name not in self.runs:
+                    self.runs[name] = make_run(name, root, self.folders[name], [], NOT_STARTED)
             self.summary.update(state=state, complete=complete, environment=environment)
             self._write()
             return self.summary
 
     def _write(self) -> None:
-        runs = [self.runs[n] for n in self.names if n in self.runs]
+        runs = [self.runs[name] for name in self.roots if name in self.runs]
         self.summary.update(runs=runs, seconds=round(time.monotonic() - self.start, 1),
                             passed=self.summary["complete"] and all(r["all_passed"] for r in runs))
-        text = json.dumps({k: v for k, v in self.summary.items() if k != "roots"}, indent=1) + "\n"
-        if self.summary["submissions"] is None:
-            atomic.write_text(self.out / "summary.json", text)
-            atomic.write_text(self.out / "report.md", report.render_run(self.summary, runs[0]) if runs else
-                              f"# Lab 5 grading report\n\n{self.summary['state']}\n")
+        atomic.write_text(self.out / "summary.json", json.dumps(self.summary, indent=1) + "\n")
+        if self.summary["submissions"] is not None:
+            text = report.render_combined(self.summary)
         else:
-            atomic.write_text(self.out / "summary.json", text)
-            atomic.write_text(self.out / "report.md", report.render_combined(self.summary))
+            text = report.render_run(self.summary, runs[0]) if runs else f"# Lab 5 grading report\n\n{self.summary['state']}\n"
+        atomic.write_text(self.out / "report.md", text)
 
     def write_student(self, run: dict) -> None:
         """``students/<name>/summary.json`` and ``report.md`` (submissions only)."""
         with self.lock:
-            single = {k: v for k, v in self.summary.items() if k != "roots"}
-            single.update(runs=[run], complete=run["state"] == "graded", passed=run["all_passed"],
-                          state=run["state"])
-            folder = self.out / run["folder"]
-            atomic.write_text(folder / "summary.json", json.dumps(single, indent=1) + "\n")
-            atomic.write_text(folder / "report.md", report.render_run(single, run))
+            single = {**self.summary, "runs": [run], "complete": run["state"] == "graded",
+                      "passed": run["all_passed"], "state": run["state"]}
+            atomic.write_text(self.out / run["folder"] / "summary.json", json.dumps(single, indent=1) + "\n")
+            atomic.write_text(self.out / run["folder"] / "report.md", report.render_run(single, run))
 
 
 def _stop(signum, frame):
@@ -239,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                "environment": _finish_probe(None), "keras_home": str(assets.keras_home()), "missing_assets": missing,
                "submissions": str(args.submissions.resolve()) if args.submissions else None, "out": str(out),
                "isolation": dataclasses.asdict(isolation), "complete": False, "state": "starting", "passed": False,
-               "runs": [], "not_graded": not_graded, "roots": {n: str(p) for n, p in repos.items()}}
-    outputs = Outputs(out, summary, list(repos), folders)
+               "runs": [], "not_graded": not_graded}
+    outputs = Outputs(out, summary, repos, folders)
     outputs.begin()
     say(f"grading {len(repos)} repositor{'y' if len(repos) == 1 else 'ies'} ({args.profile} profile, "
         f"timeout {timeout:g} s per notebook, {jobs} job(s)) into {out}")
