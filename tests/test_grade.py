@@ -545,3 +545,14 @@ def test_default_jobs_fit_the_machine():
     jobs = runner.default_jobs("full")
     assert 1 <= jobs <= max(1, cpus // 2)
     assert jobs == 1 or jobs * config.GRADE_JOB_MEMORY_GB["full"] <= memory_gb
+
+
+def test_the_sandbox_choice_says_what_isolation_there_is(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on this PATH
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(sandbox.SandboxError, match="bwrap is not installed .*apt-get install bubblewrap"):
+        sandbox.choose("bwrap")
+    auto = sandbox.choose("auto")
+    assert auto.mode == "none" and "UNISOLATED (bwrap is not installed" in auto.statement
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert "inside a Kubernetes pod: that is the only boundary" in sandbox.choose("none").statement
