@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labutils import grade
+from labutils.grade import runner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def test_notebook_is_committed_without_outputs(path):
 @each_notebook
 def test_notebook_is_gradable(path):
     """Named NN_*.ipynb in notebooks/ (the grader runs only those) with a papermill parameters cell first."""
-    assert path.parent == REPO / "notebooks" and grade.NOTEBOOK_PATTERN.match(path.name), \
+    assert path.parent == REPO / "notebooks" and runner.NOTEBOOK_PATTERN.match(path.name), \
         f"{path.relative_to(REPO)}: the grader runs notebooks/NN_name.ipynb only"
     code = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
     assert code and "parameters" in code[0].metadata.get("tags", []), \

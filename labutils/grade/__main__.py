@@ -1,0 +1,5 @@
+import sys
+
+from labutils.grade.cli import main
+
+sys.exit(main())

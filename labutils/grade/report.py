@@ -1,0 +1,167 @@
+"""The grading report (``report.md``): one repository's table, or a student x notebook table.
+
+Everything a submission chose (folder names, messages, model names) is escaped:
+it can neither break a table row nor inject HTML or links. The metric columns
+are the grader's own numbers; a number only the student's code produced is
+always marked self-reported.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+from labutils.grade import collect
+
+NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "f1": "F1", "test_examples": "n"}
+METRICS_NOTE = ("- Metrics: computed by the grader from each model's saved test predictions and the true labels "
+                "of its own CIFAR-10 copy (F1 at the student's stated threshold); a number marked "
+                "*self-reported* was produced only by the student's code and is not checked.")
+
+
+def cell(text) -> str:
+    """``text`` as one line of inert Markdown: HTML escaped, Markdown punctuation backslashed."""
+    text = html.escape(" ".join(str(text).split()), quote=False)
+    return re.sub(r"([\\`\[\]|])", r"\\\1", text)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def status_text(nb: dict) -> str:
+    if nb["status"] == "skipped":
+        return f"skipped: {nb['reason']}"
+    if nb["status"] in ("failed", "timed out", "interrupted") and nb.get("cell"):
+        return f"{nb['status']} at cell {nb['cell']}"
+    return nb["status"]
+
+
+def check_text(row: dict) -> str:
+    """What the grader found about one metrics row."""
+    if "unreadable" in row:
+        return f"unreadable: {row['unreadable']}"
+    if not row.get("checked"):
+        return f"self-reported, not checked: {row.get('problem')}"
+    notes = [row["problem"]] if row.get("problem") else []
+    if row.get("mismatch"):
+        notes.append("MISMATCH with self-report: " + "; ".join(row["mismatch"]))
+    elif row.get("self_reported") and "roc_auc" in row:
+        notes.append("self-report agrees")
+    return "; ".join(notes) or "computed by the grader"
+
+
+def metric_values(row: dict) -> list[str]:
+    """The four metric columns of a row: the grader's numbers, or the student's marked self-reported."""
+    if "unreadable" in row:
+        return ["", "", "", ""]
+    if row.get("checked") and "roc_auc" in row:
+        return [_fmt(row.get(k)) for k in collect.KEY_METRICS]
+    stated = row.get("self_reported", {})
+    return [f"{_fmt(stated[k])} (self-reported)" if k in stated else "" for k in collect.KEY_METRICS]
+
+
+def metric_text(row: dict) -> str:
+    """One row in a few words, for the combined table."""
+    name = row.get("model") or row.get("source")
+    if "unreadable" in row:
+        return f"{row['source']}: unreadable"
+    if row.get("checked") and "roc_auc" in row:
+        values = ", ".join(f"{NAMES[k]} {_fmt(row[k])}" for k in collect.KEY_METRICS if k in row)
+        extra = f" MISMATCH with self-report: {'; '.join(row['mismatch'])}" if row.get("mismatch") else ""
+        return f"{name}: {values}{extra}" + (f" ({row['problem']})" if row.get("problem") else "")
+    stated = row.get("self_reported", {})
+    values = ", ".join(f"{NAMES[k]} {_fmt(stated[k])}" for k in collect.KEY_METRICS if k in stated)
+    return f"{name}: {values} (self-reported, not checked: {row.get('problem')})"
+
+
+def _environment_lines(summary: dict) -> list[str]:
+    env = summary["environment"]
+    gpus = env.get("gpus")
+    gpu = "unknown" if gpus is None else (", ".join(gpus) if gpus else "none (CPU only)")
+    params = ", ".join(f"{k}={v!r}" for k, v in summary["parameters"].items()) or "none"
+    lines = []
+    if not summary["complete"]:
+        lines.append(f"- **INCOMPLETE**: {cell(summary['state'])}; this report holds only what finished.")
+    lines += [f"- Isolation: {cell(summary['isolation']['statement'])}",
+              f"- Profile: **{summary['profile']}** (parameters: {cell(params)}; timeout {summary['timeout']:g} s "
+              f"per notebook)",
+              f"- Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}; GPU: {gpu}",
+              f"- Started {summary['started']}, {summary['seconds']:.1f} s in all; "
+              f"{summary['jobs']} job(s) on {summary['cpus']} CPU core(s)", METRICS_NOTE]
+    if summary["missing_assets"]:
+        lines.append(f"- Keras cache `{summary['keras_home']}` lacks {', '.join(summary['missing_assets'])} "
+                     f"(`python -m labutils.assets fetch`)")
+    return lines
+
+
+def _problems(prefix: str, notebooks: list[dict]) -> list[str]:
+    lines = []
+    for nb in notebooks:
+        if nb["status"] in ("failed", "timed out", "interrupted"):
+            count = f" (In \\[{nb['execution_count']}\\])" if nb.get("execution_count") else ""
+            message = collect.clean(f"{nb.get('error') or nb['status']}: {nb.get('message') or ''}")[:4000]
+            # an indented code block: nothing in the message can close it
+            lines += [f"### {cell(prefix + nb['notebook'])}: {cell(status_text(nb))}{count}", "",
+                      *[f"    {line}" for line in message.splitlines() or [""]], ""]
+            where = [f"executed notebook `{cell(prefix + nb['output'])}`" if nb.get("output") else
+                     "no executed notebook", f"log `{cell(prefix + nb['log'])}`" if nb.get("log") else ""]
+            lines += ["; ".join(filter(None, where)).capitalize(), ""]
+    return lines
+
+
+def _notes(prefix: str, run: dict) -> list[str]:
+    notes = [f"- {cell(prefix + nb['notebook'])}: {cell(note)}" for nb in run["notebooks"] for note in nb.get("notes", [])]
+    if run.get("left_out"):
+        shown = ", ".join(run["left_out"][:10]) + (" ..." if len(run["left_out"]) > 10 else "")
+        notes.append(f"- {cell(prefix or run['name'])}: not copied into the sandbox (not regular files): {cell(shown)}")
+    return notes
+
+
+def render_run(summary: dict, run: dict) -> str:
+    """The report of one repository: a row per notebook (and per model of a notebook with several)."""
+    lines = [f"# Lab 5 grading report: {cell(run['name'])}", "", *_environment_lines(summary),
+             f"- Repository: `{cell(run['root'])}`; {run['passed']} of {len(run['notebooks'])} notebooks passed"
+             + (f" ({cell(run['state'])})" if run["state"] != "graded" else ""), "",
+             "| Notebook | Status | Seconds | Model | Cat ROC-AUC | PR-AUC | F1 | Test examples | Check |",
+             "|---|---|---:|---|---:|---:|---:|---:|---|"]
+    for nb in run["notebooks"]:
+        for row in nb["metrics"] or [{}]:
+            model = row.get("model") or row.get("source") or ""
+            values = metric_values(row) if row else ["", "", "", ""]
+            lines.append(f"| {cell(nb['notebook'])} | {cell(status_text(nb))} | {nb['seconds']:.1f} | {cell(model)} | "
+                         + " | ".join(cell(v) for v in values) + f" | {cell(check_text(row)) if row else ''} |")
+    problems, notes = _problems("", run["notebooks"]), _notes("", run)
+    return "\n".join(lines + (["", "## Failures", "", *problems] if problems else [])
+                     + (["", "## Notes", "", *notes] if notes else [])) + "\n"
+
+
+def render_combined(summary: dict) -> str:
+    """The report of many submissions: a student x notebook table of statuses and metrics."""
+    runs = summary["runs"]
+    columns = sorted({nb["notebook"] for run in runs for nb in run["notebooks"]})
+    passed = sum(run["all_passed"] for run in runs)
+    lines = [f"# Lab 5 grading report: {len(runs)} submissions", "", *_environment_lines(summary),
+             f"- Submissions: `{cell(summary['submissions'])}`; {passed} of {len(runs)} passed every notebook", "",
+             "| Student | " + " | ".join(cell(c) for c in columns) + " | Passed |", "|---|" + "---|" * len(columns) + "---:|"]
+    for run in runs:
+        by_name = {nb["notebook"]: nb for nb in run["notebooks"]}
+        cells = []
+        for column in columns:
+            nb = by_name.get(column)
+            if nb is None:
+                cells.append("not run" if run["state"] != "graded" else "missing")
+                continue
+            text = [status_text(nb) + (f" ({nb['seconds']:.0f} s)" if nb["status"] != "skipped" else "")]
+            cells.append("<br>".join(cell(t) for t in text + [metric_text(r) for r in nb["metrics"]]))
+        total = f"{run['passed']}/{len(columns)}" + (f" ({cell(run['state'])})" if run["state"] != "graded" else
+                                                   " (no notebooks)" if not run["notebooks"] else "")
+        lines.append(f"| {cell(run['name'])} | " + " | ".join(cells) + f" | {total} |")
+    for skipped in summary.get("not_graded", []):
+        lines.append(f"| {cell(skipped['name'])} | " + " | ".join("" for _ in columns)
+                     + f" | not graded: {cell(skipped['reason'])} |")
+    problems = [line for run in runs for line in _problems(f"{run['folder']}/", run["notebooks"])]
+    notes = [line for run in runs for line in _notes(f"{run['folder']}/", run)]
+    return "\n".join(lines + (["", "## Failures", "", *problems] if problems else [])
+                     + (["", "## Notes", "", *notes] if notes else [])) + "\n"

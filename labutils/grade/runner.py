@@ -1,0 +1,368 @@
+"""Running one submission's notebooks: a private copy, a papermill child per notebook, limits, clean-up.
+
+Every ``notebooks/NN_*.ipynb`` of the private copy runs in numbered order, each
+in a papermill child process of its own (a crash or a timeout ends that notebook
+only), wrapped by the sandbox (``sandbox.wrap``) unless it is off, on a kernel of
+this Python that imports the COURSE's ``labutils`` before any student code runs.
+``LAB5_ROOT`` is the private copy, so the submission itself is never written to.
+A notebook that needs another's outputs (``config.NOTEBOOK_NEEDS``) is skipped
+when that one did not pass.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from labutils import assets, atomic, config
+from labutils.grade import collect, sandbox
+
+NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
+KERNEL_NAME = "lab5-grader"
+CELL_ERROR_EXIT = 3
+COURSE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the course's labutils
+# This Python by its venv's real path (the venv is bound read-only in the sandbox; links to it are not).
+PYTHON = str(Path(sys.prefix).resolve() / "bin" / Path(sys.executable).name)
+# Never copied into the private copy: the grader's own outputs, environments, version control.
+NOT_COPIED = {"graded", ".venv", ".git", "__pycache__", ".ipynb_checkpoints"}
+# Passed from the grader's environment to the notebooks (threads, GPUs); nothing else is.
+PASSED_ENV = re.compile(r"^(TF_|OMP_|CUDA_|NVIDIA_|XLA_|LD_LIBRARY_PATH$|PYTHONHASHSEED$|LANG$|LC_)")
+
+# What each child process runs (python -c: it imports papermill only).
+# A cell error exits quietly with CELL_ERROR_EXIT, the output notebook saying where and why;
+# any other failure (dead kernel, unreadable notebook) leaves its traceback in the log.
+# The kernel talks over Unix sockets in its private runtime folder, not over localhost TCP.
+_CHILD = f"""
+import json, os, sys
+import papermill
+from papermill.exceptions import PapermillExecutionError
+from traitlets.config import Config
+a = json.loads(sys.argv[1])
+try:
+    papermill.execute_notebook(a["input"], a["output"], parameters=a["parameters"], kernel_name=a["kernel"],
+                               cwd=a["cwd"], progress_bar=a["progress"],
+                               config=Config(KernelManager={{"transport": "ipc" if os.name == "posix" else "tcp"}}))
+except PapermillExecutionError:
+    sys.exit({CELL_ERROR_EXIT})
+"""
+# The kernel imports the course's labutils (first on PYTHONPATH) before any cell runs, so a
+# student's labutils/ in the notebooks folder (which IPython puts on sys.path) cannot replace it.
+_KERNEL = "import labutils; from ipykernel import kernelapp; kernelapp.launch_new_instance()"
+
+_print_lock = threading.Lock()
+_live: set[subprocess.Popen] = set()
+stopping = threading.Event()  # set on Ctrl-C / SIGTERM: running notebooks are killed, no new ones start
+_bar_open = False  # the echoed output stopped mid-line (a progress bar cut short)
+
+
+@dataclasses.dataclass
+class NotebookResult:
+    """What happened to one notebook; ``cell`` counts the source notebook's cells from 1, markdown included."""
+
+    notebook: str
+    status: str  # "passed" | "failed" | "timed out" | "interrupted" | "skipped"
+    seconds: float = 0.0
+    started: str | None = None
+    ended: str | None = None
+    reason: str | None = None  # why skipped, e.g. "needs 01"
+    cell: int | None = None
+    execution_count: int | None = None
+    error: str | None = None  # exception name
+    message: str | None = None
+    output: str | None = None  # executed notebook, relative to the report
+    log: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)  # outputs the grader capped
+    results: list[str] = dataclasses.field(default_factory=list)  # records/results files it wrote
+    metrics: list[dict] = dataclasses.field(default_factory=list)  # collect.notebook_results rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """One grading run's choices, the same for every student."""
+
+    profile: str
+    parameters: dict
+    timeout: float
+    isolation: sandbox.Isolation
+    threads: dict[str, str]  # thread limits when several students run at once
+    progress: bool  # echo papermill's progress bar (one job only)
+
+
+def say(text: str) -> None:
+    """A progress line with the time of day (on a line of its own, even after a cut-off progress bar)."""
+    global _bar_open
+    with _print_lock:
+        if _bar_open:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            _bar_open = False
+        print(f"[{dt.datetime.now():%H:%M:%S}] {text}", flush=True)
+
+
+def discover(root: Path) -> list[Path]:
+    """``root/notebooks/NN_*.ipynb`` (regular files in a real folder, nothing followed), in numbered order."""
+    folder = root / config.NOTEBOOKS_DIR.relative_to(config.ROOT)
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if NOTEBOOK_PATTERN.match(p.name) and stat.S_ISREG(p.lstat().st_mode))
+
+
+def copy_submission(source: Path, target: Path, top: bool = True) -> list[str]:
+    """Copy folders and regular files of ``source`` to ``target``; returns what was left out (symlinks, FIFOs...)."""
+    left_out = []
+    target.mkdir(parents=True)
+    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+        if entry.name in NOT_COPIED if top else entry.name in ("__pycache__", ".ipynb_checkpoints"):
+            continue
+        kind = entry.stat(follow_symlinks=False).st_mode
+        if stat.S_ISDIR(kind):
+            left_out += [f"{entry.name}/{name}" for name in copy_submission(Path(entry.path), target / entry.name, False)]
+        elif stat.S_ISREG(kind):
+            shutil.copyfile(entry.path, target / entry.name, follow_symlinks=False)
+        else:
+            left_out.append(entry.name)
+    return left_out
+
+
+def write_kernel_spec(folder: Path) -> Path:
+    """A kernelspec for this Python under ``folder/kernels``; returns ``folder`` (for ``JUPYTER_PATH``)."""
+    spec = folder / "kernels" / KERNEL_NAME / "kernel.json"
+    atomic.write_text(spec, json.dumps({"argv": [PYTHON, "-c", _KERNEL, "-f", "{connection_file}"],
+                                        "display_name": f"Python {platform.python_version()} (grader)",
+                                        "language": "python", "metadata": {"debugger": False}}, indent=1))
+    return folder
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` and everything it started (bwrap's PID namespace ends with it, daemons included)."""
+    try:
+        family = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:
+        family = []
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(family, timeout=10)
+    proc.wait()
+
+
+def stop_all() -> None:
+    """Ctrl-C / SIGTERM: no new notebook starts, running ones are killed (their students say "interrupted")."""
+    stopping.set()
+    for proc in list(_live):
+        kill_tree(proc)
+
+
+def _pump(stream, log_path: Path, echo: bool) -> None:
+    """Copy the child's output to its log (up to ``collect.OUTPUT_CAP`` bytes) and, when ``echo``, to our stderr."""
+    global _bar_open
+    kept = dropped = 0
+    with open(log_path, "ab") as log:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            room = collect.OUTPUT_CAP - kept
+            if room <= 0:
+                dropped += len(chunk)  # keep reading: a blocked pipe would stall the child
+                continue
+            part = chunk[:room]
+            log.write(part)
+            log.flush()
+            kept, dropped = kept + len(part), dropped + len(chunk) - len(part)
+            if echo:
+                with _print_lock:
+                    sys.stderr.buffer.write(part)
+                    sys.stderr.buffer.flush()
+                    _bar_open = not part.endswith(b"\n")
+        if dropped:
+            log.write(f"\n[log truncated by the grader at {collect.OUTPUT_CAP:,} bytes: {dropped:,} more bytes "
+                      f"discarded]\n".encode())
+
+
+@dataclasses.dataclass(frozen=True)
+class Workspace:
+    """A student's private copy (``root``, the notebooks' LAB5_ROOT) and scratch folder (HOME, TMPDIR, kernel spec)."""
+
+    root: Path
+    scratch: Path
+
+    def environment(self, settings: Settings) -> dict[str, str]:
+        """Exactly the variables a notebook sees (nothing else of the grader's environment leaks in)."""
+        s = self.scratch
+        env = {name: value for name, value in os.environ.items() if PASSED_ENV.match(name)}
+        env.update(settings.threads)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.update({
+            "PATH": os.pathsep.join([str(Path(PYTHON).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": str(s / "home"), "TMPDIR": str(s / "tmp"), "JUPYTER_PATH": str(s / "spec"),
+            "JUPYTER_RUNTIME_DIR": str(s / "runtime"), "JUPYTER_CONFIG_DIR": str(s / "jupyter-config"),
+            "JUPYTER_DATA_DIR": str(s / "jupyter-data"), "IPYTHONDIR": str(s / "ipython"),
+            "MPLCONFIGDIR": str(s / "matplotlib"), "MPLBACKEND": "Agg",
+            "PYTHONPATH": str(COURSE_ROOT), "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1",
+            "LAB5_ROOT": str(self.root), "LAB5_PROFILE": settings.profile,
+            # bwrap: a writable home over the read-only cache (sandbox.wrap); else the grader's own
+            "KERAS_HOME": str(s / "keras") if settings.isolation.mode == "bwrap" else str(assets.keras_home()),
+        })
+        if config.CIFAR10_SOURCE:
+            env["LAB5_CIFAR10"] = config.CIFAR10_SOURCE
+        return env
+
+    def command(self, argv: list[str], settings: Settings) -> tuple[list[str], dict[str, str]]:
+        """``(argv, env)`` for Popen: sandboxed with bwrap, or as is."""
+        env = self.environment(settings)
+        if settings.isolation.mode != "bwrap":
+            return argv, env
+        readonly = [*sandbox.python_paths(), COURSE_ROOT / "labutils", self.scratch / "spec"]
+        if config.CIFAR10_SOURCE and "://" not in config.CIFAR10_SOURCE:
+            readonly.append(Path(config.CIFAR10_SOURCE))
+        wrapped = sandbox.wrap(argv, env, writable=[self.root, self.scratch], readonly=readonly,
+                               keras_cache=assets.keras_home(), cwd=self.root)
+        return wrapped, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def run_notebook(source: Path, out_dir: Path, ws: Workspace, settings: Settings, label: str) -> NotebookResult:
+    """Execute ``source`` (in the private copy) into ``out_dir/<name>``; kill it all after the timeout."""
+    output = out_dir / source.name
+    executed = ws.scratch / "executed" / source.name
+    log = out_dir / "logs" / f"{source.stem}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(b"")
+    results_dir = ws.root / config.RESULTS_DIR.relative_to(config.ROOT)
+    before = collect.snapshot(results_dir)
+    args = {"input": str(source), "output": str(executed), "parameters": settings.parameters,
+            "kernel": KERNEL_NAME, "cwd": str(source.parent), "progress": settings.progress}
+    result = NotebookResult(source.name, "failed", started=dt.datetime.now().isoformat(timespec="seconds"),
+                            output=str(output.relative_to(out_dir)), log=str(log.relative_to(out_dir)))
+    say(f"{label}{source.name}: started")
+    argv, env = ws.command([PYTHON, "-c", _CHILD, json.dumps(args)], settings)
+    start = time.monotonic()
+    # a session of its own: the terminal's Ctrl-C reaches the grader only, which then stops this
+    proc = subprocess.Popen(argv, cwd=ws.root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    _live.add(proc)
+    if stopping.is_set():  # Ctrl-C arrived while this one was starting
+        kill_tree(proc)
+    pump = threading.Thread(target=_pump, args=(proc.stdout, log, settings.progress), daemon=True)
+    pump.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=settings.timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        kill_tree(proc)  # also when it exited: whatever it left running goes with it
+        _live.discard(proc)
+        pump.join(timeout=10)
+    result.seconds = round(time.monotonic() - start, 1)
+    result.ended = dt.datetime.now().isoformat(timespec="seconds")
+    nb, kept, note = collect.read_notebook(executed, source)
+    if kept is not None:
+        atomic.write_bytes(output, kept)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            output.unlink()  # an older run's notebook would pass for this one's
+        result.output = None
+    result.notes = [n for n in (note,) if n and executed.exists()]
+    if log.stat().st_size > collect.OUTPUT_CAP:
+        result.notes.append(f"log truncated at {collect.OUTPUT_CAP:,} bytes")
+
+    if stopping.is_set() and not timed_out:
+        result.status = "interrupted"  # killed by the grader's Ctrl-C / SIGTERM, whatever its exit code says
+        result.cell = collect.locate(nb, "running").get("cell")
+        result.message = "the grader was stopped (Ctrl-C or SIGTERM) while this notebook ran"
+    elif timed_out:
+        result.status = "timed out"
+        result.cell = collect.locate(nb, "running").get("cell")
+        result.message = f"still running after {settings.timeout:g} s" + (f" (in cell {result.cell})" if result.cell else "")
+    elif proc.returncode == 0:
+        result.status = "passed"
+    else:
+        where = collect.locate(nb, "error")
+        result.cell, result.execution_count = where.get("cell"), where.get("execution_count")
+        result.error, result.message = where.get("error"), where.get("message")
+        if result.error is None:  # papermill itself or the kernel failed (dead kernel, unreadable notebook...)
+            result.error, result.message = collect.last_error_line(log)
+            if result.error is None:  # killed (a signal) or a crash without a Python error: say only that
+                result.message = f"the notebook's papermill process exited with status {proc.returncode} (see its log)"
+            result.cell = result.cell or collect.locate(nb, "last").get("cell")
+    result.results, result.metrics = collect.notebook_results(results_dir, before, ws.root, source.stem,
+                                                              settings.profile)
+    where = f" at cell {result.cell}" if result.cell and result.status != "passed" else ""
+    what = f": {result.error}" if result.error else ""
+    say(f"{label}{source.name}: {result.status}{where}{what} in {result.seconds:.1f} s")
+    return result
+
+
+def grade_repo(submission: Path, out_dir: Path, work: Path, settings: Settings, label: str = "",
+               on_notebook=None) -> tuple[list[NotebookResult], list[str]]:
+    """Every notebook of a private copy of ``submission`` (made in ``work``, removed after), in order.
+
+    Returns the results and the entries not copied (symlinks, FIFOs...); ``on_notebook(results)``
+    is called after each notebook (the grader rewrites its partial report).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(work / "repo", work / "scratch")
+    try:
+        left_out = copy_submission(submission, ws.root)
+        for name in ("home", "tmp", "runtime", "executed", "keras", "matplotlib", "ipython"):
+            (ws.scratch / name).mkdir(parents=True, exist_ok=True)
+        write_kernel_spec(ws.scratch / "spec")  # one per student: nobody's edits reach the next kernel
+        done: dict[str, str] = {}  # "01" -> status
+        results: list[NotebookResult] = []
+        for source in discover(ws.root):
+            if stopping.is_set():
+                break
+            number = NOTEBOOK_PATTERN.match(source.name).group(1)
+            unmet = [need for need in config.NOTEBOOK_NEEDS.get(number, ()) if need in done and done[need] != "passed"]
+            if unmet:
+                result = NotebookResult(source.name, "skipped", reason=f"needs {', '.join(unmet)}")
+                with contextlib.suppress(FileNotFoundError):
+                    (out_dir / source.name).unlink()
+                say(f"{label}{source.name}: skipped: {result.reason}")
+            else:
+                result = run_notebook(source, out_dir, ws, settings, label)
+            done[number] = result.status
+            results.append(result)
+            if on_notebook is not None:
+                on_notebook(results)
+        return results, left_out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cgroup_limit(name: str) -> str | None:
+    with contextlib.suppress(OSError):
+        return Path("/sys/fs/cgroup", name).read_text().split()[0]
+    return None
+
+
+def machine() -> tuple[int, float]:
+    """CPU cores and GB of memory this process may use (container limits included)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = (Path("/sys/fs/cgroup/cpu.max").read_text().split() if Path("/sys/fs/cgroup/cpu.max").exists()
+             else ["max"])
+    if quota[0] != "max":
+        cpus = min(cpus, max(1, int(quota[0]) // int(quota[1])))
+    memory = psutil.virtual_memory().available
+    limit = _cgroup_limit("memory.max")
+    if limit and limit != "max":
+        memory = min(memory, int(limit) - int(_cgroup_limit("memory.current") or 0))
+    return cpus, memory / 1e9
+
+
+def default_jobs(profile: str) -> int:
+    """Students graded at once: 2 CPU cores and ``config.GRADE_JOB_MEMORY_GB`` of free memory for each."""
+    cpus, memory_gb = machine()
+    return max(1, min(cpus // 2, int(memory_gb // config.GRADE_JOB_MEMORY_GB[profile])))
