@@ -83,6 +83,10 @@ def profile(name: str | None = None) -> Profile:
         raise ValueError(f"Unknown profile {name!r}: set LAB5_PROFILE (or the notebook's "
                          f"`profile` parameter) to one of {sorted(PROFILES)}.") from None
 
+# The notebooks every submission must hold, in grading order: the course decides what is
+# graded, not the student's folder.
+COURSE_NOTEBOOKS = ("01_tfrecords.ipynb", "02_lab4_retrain.ipynb", "03_resnet_transfer.ipynb", "04_vgg16_cam.ipynb")
+
 # Grading (python -m labutils.grade). A notebook listed here reads what the named
 # ones wrote (01 writes records/manifest.json and the shards; 03's comparison
 # table reads 02's results), so the grader skips it when one of them did not pass.
@@ -91,6 +95,11 @@ NOTEBOOK_NEEDS = {"02": ("01",), "03": ("01",)}
 GRADE_TIMEOUT_S = {"full": 3 * 3600, "smoke": 600}
 # Memory one grading job (one student's notebooks, run in turn) may take, for --jobs' default.
 GRADE_JOB_MEMORY_GB = {"full": 6.0, "smoke": 2.0}
+# Kubernetes (python -m labutils.grade k8s): one pod grades one student, like one local job.
+GRADE_POD_CPUS = 2
+GRADE_POD_GPUS = {"full": 1, "smoke": 0}  # nvidia.com/gpu per pod
+GRADE_POD_SETUP_S = 600  # copying the submission and starting up, on top of the notebooks' time limits
+GRADE_K8S_PARALLELISM = 10  # pods at once unless --parallelism says otherwise
 # Seconds without an answer before a download is given up (Keras' own fetch has no time limit).
 DOWNLOAD_TIMEOUT_S = 30
 
