@@ -12,7 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from labutils import config, grade_k8s
+from labutils import config
+from labutils.grade import k8s as grade_k8s
 
 REPO = Path(__file__).resolve().parents[1]
 K8S_VERSION = "1.37.0"  # the schemas kubernetes-validate ships; a cluster of that version accepts the manifest
@@ -25,7 +26,7 @@ def make_class(folder: Path, names: list[str]) -> Path:
 
 
 def generate(submissions: Path, *args: str) -> list[dict]:
-    out = subprocess.run([sys.executable, "-m", "labutils.grade_k8s", "--submissions", str(submissions),
+    out = subprocess.run([sys.executable, "-m", "labutils.grade", "k8s", "--submissions", str(submissions),
                           "--image", "registry.example.org/lab5:2026", *args],
                          capture_output=True, text=True, check=True).stdout
     return list(yaml.safe_load_all(out))

@@ -52,7 +52,7 @@ def folder_name(student: str) -> str:
     return f"{plain}-{hashlib.sha256(student.encode(errors='surrogateescape')).hexdigest()[:8]}"
 
 
-def submissions(folder: Path, out: Path) -> tuple[dict[str, Path], list[dict]]:
+def submissions(folder: Path, out: Path | None) -> tuple[dict[str, Path], list[dict]]:
     """Student name -> their folder, and the entries not graded with why (symlinks, grader outputs).
 
     Every real sub-folder of ``folder`` is a student, whatever its name (``summary.json`` too);
@@ -187,6 +187,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["k8s"]:
+        from labutils.grade import k8s
+        return k8s.main(argv[1:])
+    if argv[:1] == ["merge"]:
+        from labutils.grade import merge
+        return merge.main(argv[1:])
     parser, args = parse_args(argv)
     parameters = {name: parse_value(value) for name, value in args.parameter}
     if "profile" in parameters:

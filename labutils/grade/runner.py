@@ -1,6 +1,6 @@
 """Running one submission's notebooks: a private copy, a papermill child per notebook, limits, clean-up.
 
-Every ``notebooks/NN_*.ipynb`` of the private copy runs in numbered order, each
+Every course notebook (``config.COURSE_NOTEBOOKS``) of the private copy runs in order, each
 in a papermill child process of its own (a crash or a timeout ends that notebook
 only), wrapped by the sandbox (``sandbox.wrap``) unless it is off, on a kernel of
 this Python that imports the COURSE's ``labutils`` before any student code runs.
@@ -73,7 +73,7 @@ class NotebookResult:
     """What happened to one notebook; ``cell`` counts the source notebook's cells from 1, markdown included."""
 
     notebook: str
-    status: str  # "passed" | "failed" | "timed out" | "interrupted" | "skipped"
+    status: str  # "passed" | "failed" | "timed out" | "interrupted" | "skipped" | "missing"
     seconds: float = 0.0
     started: str | None = None
     ended: str | None = None
@@ -112,13 +112,19 @@ def say(text: str) -> None:
         print(f"[{dt.datetime.now():%H:%M:%S}] {text}", flush=True)
 
 
-def discover(root: Path) -> list[Path]:
-    """``root/notebooks/NN_*.ipynb`` (regular files in a real folder, nothing followed), in numbered order."""
+def discover(root: Path) -> tuple[list[tuple[str, Path | None]], list[str]]:
+    """The course's notebooks (``config.COURSE_NOTEBOOKS``) in ``root/notebooks``, and the others there.
+
+    The course decides what is graded: each course notebook comes with its path, or ``None`` when the
+    submission lacks it (not a regular file in a real folder: nothing is followed). The second list
+    names the submission's other ``.ipynb`` files (renamed or extra): listed, never run.
+    """
     folder = root / config.NOTEBOOKS_DIR.relative_to(config.ROOT)
-    if folder.is_symlink() or not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if NOTEBOOK_PATTERN.match(p.name) and stat.S_ISREG(p.lstat().st_mode))
+    present = {}
+    if folder.is_dir() and not folder.is_symlink():
+        present = {p.name: p for p in folder.iterdir() if p.suffix == ".ipynb" and stat.S_ISREG(p.lstat().st_mode)}
+    course = [(name, present.get(name)) for name in config.COURSE_NOTEBOOKS]
+    return course, sorted(set(present) - set(config.COURSE_NOTEBOOKS))
 
 
 def copy_submission(source: Path, target: Path, top: bool = True) -> list[str]:
@@ -321,22 +327,28 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, settings: Settings, 
         write_kernel_spec(ws.scratch / "spec")  # one per student: nobody's edits reach the next kernel
         done: dict[str, str] = {}  # "01" -> status
         results: list[NotebookResult] = []
-        for source in discover(ws.root):
+        course, others = discover(ws.root)
+        for name, source in course:
             if stopping.is_set():
                 break
-            number = NOTEBOOK_PATTERN.match(source.name).group(1)
+            number = NOTEBOOK_PATTERN.match(name).group(1)
             unmet = [need for need in config.NOTEBOOK_NEEDS.get(number, ()) if need in done and done[need] != "passed"]
-            if unmet:
-                result = NotebookResult(source.name, "skipped", reason=f"needs {', '.join(unmet)}")
-                with contextlib.suppress(FileNotFoundError):
-                    (out_dir / source.name).unlink()
-                say(f"{label}{source.name}: skipped: {result.reason}")
+            if source is None:
+                result = NotebookResult(name, "missing", reason="not in the submission's notebooks/")
+                say(f"{label}{name}: missing")
+            elif unmet:
+                result = NotebookResult(name, "skipped", reason=f"needs {', '.join(unmet)}")
+                say(f"{label}{name}: skipped: {result.reason}")
             else:
                 result = run_notebook(source, out_dir, ws, settings, label)
+            if result.status in ("missing", "skipped"):
+                with contextlib.suppress(FileNotFoundError):
+                    (out_dir / name).unlink()  # an older run's executed copy would pass for this one's
             done[number] = result.status
             results.append(result)
             if on_notebook is not None:
                 on_notebook(results)
+        left_out += [f"notebooks/{name} (not a course notebook: listed, not run)" for name in others]
         return results, left_out
     finally:
         shutil.rmtree(work, ignore_errors=True)

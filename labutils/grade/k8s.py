@@ -44,12 +44,10 @@ RUN_AS = 1000  # any non-root uid: the course image's code and Keras cache are w
 
 
 def students(submissions: Path) -> list[str]:
-    """The student folders of ``submissions``, sorted: the order of a local ``--submissions`` run.
+    """The student folders of ``submissions``: exactly those, in the order, a local ``--submissions`` run grades."""
+    from labutils.grade import cli  # the one definition of who is a student
 
-    Hidden entries and symbolic links are not students (a link could point anywhere).
-    """
-    return sorted(p.name for p in Path(submissions).iterdir()
-                  if not p.name.startswith(".") and not p.is_symlink() and p.is_dir())
+    return list(cli.submissions(Path(submissions).resolve(), None)[0])
 
 
 def deadline_seconds(profile: str) -> int:
@@ -207,7 +205,3 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     sys.stdout.write(to_yaml(documents))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
