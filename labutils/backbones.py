@@ -15,7 +15,7 @@ from typing import Callable
 
 import keras
 
-from labutils import assets
+from labutils import assets, config
 
 ALIASES = {"mobilenet_025": ("mobilenet", {"alpha": 0.25})}
 # Where the lab names a layer itself; other backbones use their last 4-D output.
@@ -63,6 +63,10 @@ def build(name: str, /, *, include_top: bool, weights: str | Path | None = "imag
     missing), ``None`` (random initialisation) or the path of a weights file
     saved from the same architecture (``.weights.h5`` or Keras' ``.h5``). Other keyword
     arguments go to the constructor (``name="conv_base"``, ``alpha=0.5``...).
+
+    ImageNet weights neither cached nor downloadable raise :class:`labutils.assets.AssetMissingError`
+    naming the file and the fix, except in a profile with ``stand_ins_if_offline`` (smoke), which
+    says so and builds the model with random weights. ``model.weights_used`` tells which weights it has.
     """
     constructor, alias_kwargs = _constructor(name)
     kwargs = {**alias_kwargs, **kwargs}
@@ -70,24 +74,18 @@ def build(name: str, /, *, include_top: bool, weights: str | Path | None = "imag
     if local is not None and not local.is_file():
         raise FileNotFoundError(f"Weights file {local} does not exist: pass weights='imagenet', "
                                 f"weights=None, or the path of a saved weights file.")
-    with assets.explain_missing(subdir="models"):
-        model = constructor(include_top=include_top, input_shape=input_shape,
-                            weights="imagenet" if weights == "imagenet" else None, **kwargs)
+    used = None if weights is None else str(weights)
+    try:
+        with assets.explain_missing(subdir="models"):
+            model = constructor(include_top=include_top, input_shape=input_shape,
+                                weights="imagenet" if weights == "imagenet" else None, **kwargs)
+    except assets.AssetMissingError as err:
+        if not config.profile().stand_ins_if_offline:
+            raise
+        print(f"Profile {config.profile().name}: {str(err).splitlines()[0]}\n  Using random weights instead: "
+              f"the model runs, but its predictions mean nothing.")
+        model, used = constructor(include_top=include_top, input_shape=input_shape, weights=None, **kwargs), None
     if local is not None:
         model.load_weights(str(local))
+    model.weights_used = used
     return model
-
-
-def build_or_random(name: str, /, *, include_top: bool, weights: str | Path | None,
-                    input_shape: tuple[int, int, int] | None = None,
-                    **kwargs) -> tuple[keras.Model, str | None]:
-    """Like :func:`build`, but falls back to random weights when ImageNet weights are not cached.
-
-    Used by the smoke profile only ("weights=None unless KERAS_HOME provides them").
-    Returns the model and the weights actually used.
-    """
-    try:
-        return build(name, include_top=include_top, weights=weights, input_shape=input_shape, **kwargs), weights
-    except assets.AssetMissingError as err:
-        print(f"Smoke profile: {str(err).splitlines()[0]}\n  Falling back to weights=None.")
-        return build(name, include_top=include_top, weights=None, input_shape=input_shape, **kwargs), None

@@ -1,10 +1,10 @@
 """Bottleneck caching for phase 1 (the "TensorFlow for Poets" idea).
 
-While ``conv_base`` is frozen, it maps each image to the same bottleneck vector (the ``pool``
-output) every epoch, and that forward pass is nearly all the cost of an epoch. So compute the
-vectors once, train the head on them, and the head is ready in the full model: the head trained
-here *is* the full model's ``head`` (the layers are shared), grafted on ``conv_base`` by
-construction. No data augmentation can happen in between, which this lab does not use.
+While ``conv_base`` is frozen, it maps each image to the same bottleneck vector (the output of
+the first layer after ``conv_base`` that gives one vector per image, e.g. global average pooling)
+every epoch, and that forward pass is nearly all the cost of an epoch. So compute the vectors
+once, train the head on them, and the head is ready in the full model: the head trained here
+*is* the full model's head (the layers are shared), grafted on ``conv_base`` by construction. No data augmentation can happen in between, which this lab does not use.
 """
 from __future__ import annotations
 
@@ -29,6 +29,16 @@ def features(extractor: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarr
     return np.concatenate(vectors), np.concatenate(labels).astype(np.float32)
 
 
+def bottleneck_layer(model: keras.Model) -> str:
+    """The name of the first layer after ``conv_base`` whose output is one vector per image ``(B, C)``."""
+    after = model.layers[model.layers.index(model.get_layer(models.CONV_BASE)) + 1:]
+    for layer in after:
+        if len(layer.output.shape) == 2:
+            return layer.name
+    raise ValueError(f"{model.name}: no layer after conv_base gives one vector per image (e.g. "
+                     f"GlobalAveragePooling2D): the bottleneck cache needs one.")
+
+
 def train_head(model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset, *, epochs: int,
                run_name: str, learning_rate: float, batch_size: int,
                class_weight: dict[int, float] | None = None, checkpoint: Path | None = None,
@@ -41,12 +51,14 @@ def train_head(model: keras.Model, train: tf.data.Dataset, validation: tf.data.D
     where phase 2 continues. ``Run.setup_seconds`` is the time spent computing the cache.
     """
     checkpoint = checkpoint or training.checkpoint_path(run_name)
-    extractor = surgery.cut(model, models.BOTTLENECK)
+    bottleneck = bottleneck_layer(model)
+    extractor = surgery.cut(model, bottleneck)
     start = time.perf_counter()
     cached_train, cached_val = features(extractor, train), features(extractor, validation)
     cache_seconds = time.perf_counter() - start
 
-    head = model.get_layer(models.HEAD)
+    # The layers from the bottleneck to the output, as a model of their own (shared, not copied).
+    head = keras.Model(model.get_layer(bottleneck).output, model.outputs[0], name=f"{model.name}_head")
     run = training.fit(head, cached_train, cached_val, epochs=epochs, run_name=run_name,
                        learning_rate=learning_rate, batch_size=batch_size, class_weight=class_weight,
                        checkpoint=checkpoint.with_name(checkpoint.name.replace(".weights.h5", "_head.weights.h5")),

@@ -202,21 +202,20 @@ def group_scores(probs: np.ndarray, chosen: Targets) -> dict[str, np.ndarray]:
     return {name: probs[:, list(classes)].sum(axis=-1) for name, classes in chosen.items() if classes is not None}
 
 
-def top_labels(backbone: str, probs: np.ndarray, k: int = 3,
-               indices_if_offline: bool = False) -> list[list[tuple[str, str, float]]]:
+def top_labels(backbone: str, probs: np.ndarray, k: int = 3) -> list[list[tuple[str, str, float]]]:
     """The ``k`` best ``(wnid, label, probability)`` per image, by the backbone's ``decode_predictions``.
 
     ``decode_predictions`` needs ImageNet's class index from Keras' cache (or
     the network). Missing, it raises :class:`labutils.assets.AssetMissingError`
-    naming the file and where it goes, unless ``indices_if_offline`` (the smoke
-    profile), which labels classes by index ("class 281") instead.
+    naming the file and where it goes, except in a profile with ``stand_ins_if_offline``
+    (smoke), which says so and labels classes by index ("class 281") instead.
     """
     if not len(probs):
         return []
     try:
         return backbones.decode_predictions(backbone)(probs, top=k)
     except assets.AssetMissingError as err:
-        if not indices_if_offline:
+        if not config.profile().stand_ins_if_offline:
             raise
         print(f"{str(err).splitlines()[0]}\n  Labelling classes by index instead.")
     best = np.argsort(probs, axis=-1)[:, ::-1][:, :k]

@@ -26,15 +26,24 @@ HEAD = "head"
 def lab4_cnn(input_shape: tuple[int, int, int] = config.IMAGE_SHAPE,
              filters: tuple[int, ...] = (32, 64, 128), dense_units: int = 128,
              dropout: float = 0.25, head_dropout: float = 0.5) -> keras.Model:
-    """A plain small CNN: ``len(filters)`` blocks of two 3x3 convolutions, max pooling and dropout,
-    then a dense layer, dropout and one sigmoid unit. Pixels are scaled to [0, 1] by its first layer.
+    """A plain small CNN: ``len(filters)`` blocks of two 3x3 convolutions (each followed by batch
+    normalization and a ReLU), max pooling and dropout, then a dense layer, dropout and one sigmoid unit.
+
+    Pixels are scaled to [0, 1] by its first layer, then augmented while training only (random
+    horizontal flips and shifts, ``config.AUGMENT``): both happen inside the model, so arrays in RAM
+    and TFRecords feed it the same raw pixels.
     """
     inputs = keras.Input(input_shape, name="pixels")
     x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    x = keras.layers.RandomFlip(config.AUGMENT["flip"], seed=config.SEED, name="flip")(x)
+    shift = config.AUGMENT["translate"]
+    x = keras.layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=config.SEED, name="shift")(x)
     for block, n in enumerate(filters, start=1):
         for conv in (1, 2):
-            x = keras.layers.Conv2D(n, 3, padding="same", activation="relu",
-                                    name=f"block{block}_conv{conv}")(x)
+            # No bias: the batch normalization right after has its own shift.
+            x = keras.layers.Conv2D(n, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
+            x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            x = keras.layers.ReLU(name=f"block{block}_relu{conv}")(x)
         x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
         x = keras.layers.Dropout(dropout, name=f"block{block}_dropout")(x)
     x = keras.layers.Flatten(name="flatten")(x)
@@ -68,20 +77,17 @@ def classifier_head(features: int, dropout: float = 0.2) -> keras.Model:
 
 
 def transfer_model(backbone: str = "resnet50", weights: str | Path | None = "imagenet",
-                   input_size: int | None = None, dropout: float = 0.2,
-                   fallback_to_random: bool = False) -> keras.Model:
+                   input_size: int | None = None, dropout: float = 0.2) -> keras.Model:
     """A ``keras.applications`` backbone with a new cat-vs-not-cat head (see the module docstring).
 
     ``weights``: ``"imagenet"`` (Keras' cache under ``$KERAS_HOME``), ``None`` (random) or the path
     of a weights file of the backbone without its top. ``input_size`` (default: the profile's
-    ``transfer_input_size``) is the side the 32x32 images are upsampled to. With
-    ``fallback_to_random`` (the smoke profile), missing ImageNet weights mean random weights;
-    ``model.weights_used`` tells which.
+    ``transfer_input_size``) is the side the 32x32 images are upsampled to. ``model.weights_used``
+    tells which weights ``conv_base`` has (see :func:`labutils.backbones.build`).
     """
     size = input_size or config.profile().transfer_input_size
-    build = backbones.build_or_random if fallback_to_random else backbones.build
-    built = build(backbone, include_top=False, weights=weights, input_shape=(size, size, 3), name=CONV_BASE)
-    conv_base, used = built if fallback_to_random else (built, weights)
+    conv_base = backbones.build(backbone, include_top=False, weights=weights, input_shape=(size, size, 3),
+                                name=CONV_BASE)
 
     inputs = keras.Input(config.IMAGE_SHAPE, name="pixels")
     x = keras.layers.Resizing(size, size, interpolation="bilinear", name="resize")(inputs)
@@ -92,5 +98,5 @@ def transfer_model(backbone: str = "resnet50", weights: str | Path | None = "ima
     x = keras.layers.GlobalAveragePooling2D(name=BOTTLENECK)(x)
     extractor = keras.Model(inputs, x, name=f"{backbone}_features")
     model = surgery.graft(extractor, classifier_head(x.shape[-1], dropout), name=f"{backbone}_cat")
-    model.weights_used = None if used is None else str(used)
+    model.weights_used = conv_base.weights_used
     return model

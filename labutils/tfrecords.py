@@ -183,6 +183,28 @@ def _parser(preprocess: str | Callable | None, with_index: bool) -> Callable:
     return parse
 
 
+def records(split: str, records_dir: Path = config.RECORDS_DIR, *, shuffle_shards: bool = False,
+            seed: int = config.SEED) -> tf.data.Dataset:
+    """The serialized ``tf.train.Example`` strings of ``split``, every shard interleaved, each example once.
+
+    The order is fixed (deterministic interleave); ``shuffle_shards`` shuffles the order of the
+    shards first (seeded), as training does. Shards are checked against the manifest first.
+    """
+    files = [str(f) for f in shard_files(split, records_dir)]
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_shards:
+        ds = ds.shuffle(len(files), seed=seed)
+    # Deterministic order even when training: with the seeds above, two runs see the same
+    # batches, so results from the records are as reproducible as results from arrays.
+    return ds.interleave(tf.data.TFRecordDataset, cycle_length=len(files), num_parallel_calls=AUTOTUNE,
+                         deterministic=True)
+
+
+def parse_batch(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch of serialized examples -> raw images uint8 ``(B, 32, 32, 3)`` and labels float32 ``(B,)``."""
+    return _parser(None, with_index=False)(serialized)
+
+
 def dataset(split: str, batch_size: int, *, training: bool = False, preprocess: str | Callable | None = "scale",
             with_index: bool = False, records_dir: Path = config.RECORDS_DIR, seed: int = config.SEED,
             shuffle_buffer: int = 10_000) -> tf.data.Dataset:
@@ -197,14 +219,7 @@ def dataset(split: str, batch_size: int, *, training: bool = False, preprocess: 
     pass ``steps_per_epoch``. ``training=False``: every example exactly once, in a
     fixed order, the last partial batch kept.
     """
-    files = [str(f) for f in shard_files(split, records_dir)]
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed)
-    # Deterministic order even when training: with the seeds above, two runs see the same
-    # batches, so results from the records are as reproducible as results from arrays.
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=len(files), num_parallel_calls=AUTOTUNE,
-                       deterministic=True)
+    ds = records(split, records_dir, shuffle_shards=training, seed=seed)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed).repeat()
     # Batch first, then parse the whole batch at once: one vectorized parse_example

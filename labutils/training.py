@@ -1,13 +1,15 @@
 """Training loops shared by notebooks 02 and 03: compile, class weights, callbacks, the two transfer phases.
 
-Every run keeps the best weights by validation PR-AUC (``config.MONITOR``): a ModelCheckpoint
+Every run keeps the best weights by validation ROC-AUC (``config.MONITOR``): a ModelCheckpoint
 writes them to ``records/checkpoints/<run>.weights.h5``, EarlyStopping stops when they stop
-improving, and after ``fit`` the model holds them again. TensorBoard logs go to ``records/logs/<run>``.
+improving (never before ``config.MIN_EPOCHS``), ReduceLROnPlateau halves the learning rate when
+validation loss stalls, and after ``fit`` the model holds the best weights again. TensorBoard logs go to ``records/logs/<run>``.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from pathlib import Path
 
@@ -102,15 +104,17 @@ def checkpoint_path(run_name: str) -> Path:
 
 
 def callbacks(run_name: str, checkpoint: Path, best_so_far: float | None = None,
-              patience: int = config.PATIENCE) -> list[keras.callbacks.Callback]:
-    """Checkpoint of the best weights (better than ``best_so_far`` when given), early stopping, TensorBoard."""
+              patience: int = config.PATIENCE, min_epochs: int = config.MIN_EPOCHS) -> list[keras.callbacks.Callback]:
+    """Checkpoint of the best weights (better than ``best_so_far`` when given), early stopping that never
+    stops before epoch ``min_epochs``, a halved learning rate when validation loss stalls, TensorBoard."""
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=config.MONITOR, mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.EarlyStopping(monitor=config.MONITOR, mode="max", patience=patience,
-                                      restore_best_weights=True),
+                                      start_from_epoch=min_epochs, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min", **config.LR_PLATEAU),
         keras.callbacks.TensorBoard(log_dir=str(config.LOGS_DIR / run_name), profile_batch=0),
     ]
 
@@ -156,13 +160,14 @@ def concat(*runs: Run) -> dict[str, list[float]]:
     return {k: [v for r in runs for v in r.history[k]] for k in keys}
 
 
-def finetune_selection(backbone: str, conv_base: keras.Model) -> dict:
-    """Which ``conv_base`` layers phase 2 unfreezes, as keyword arguments of :func:`surgery.unfreeze`."""
+def finetune_pattern(backbone: str, conv_base: keras.Model) -> str:
+    """The regular expression naming the ``conv_base`` layers phase 2 unfreezes: the top block
+    (``config.FINETUNE_LAYERS``), or for another backbone its last 10 % of layers by name."""
     pattern = config.FINETUNE_LAYERS.get(backbone.lower())
     if pattern:
-        return {"pattern": pattern}
-    n = len(conv_base.layers)
-    return {"index_range": (n - max(1, n // 10), None)}
+        return pattern
+    top = conv_base.layers[len(conv_base.layers) - max(1, len(conv_base.layers) // 10):]
+    return "^(" + "|".join(re.escape(layer.name) for layer in top) + ")$"
 
 
 def setup_phase(model: keras.Model, phase: str, backbone: str) -> list[str]:
@@ -174,5 +179,5 @@ def setup_phase(model: keras.Model, phase: str, backbone: str) -> list[str]:
     if phase == "head":
         return []
     if phase == "finetune":
-        return surgery.unfreeze(conv_base, **finetune_selection(backbone, conv_base))
+        return surgery.unfreeze(conv_base, pattern=finetune_pattern(backbone, conv_base))
     raise ValueError(f"phase must be 'head' or 'finetune', not {phase!r}")

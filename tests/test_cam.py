@@ -71,7 +71,11 @@ def test_heatmap_falls_where_the_class_score_comes_from(final):
 
     probs, maps = gradcam(squares(), cam.targets({"red": [0], "green": [1], "both": [0, 1]}))
 
-    np.testing.assert_allclose(probs, model.predict(squares(), verbose=0), atol=1e-6)
+    # Same float32 model through another graph (tf.function vs predict): summation order may differ, so
+    # relative 1e-5 (float32 has ~7 digits; sums of a few hundred terms lose about two); decisions exactly.
+    expected = model.predict(squares(), verbose=0)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(probs.argmax(axis=-1), expected.argmax(axis=-1))
     for heatmap in maps.values():
         assert heatmap.shape == (2, 32, 32) and heatmap.dtype == np.float32
         assert np.isfinite(heatmap).all() and heatmap.min() >= 0 and heatmap.max() <= 1
@@ -200,17 +204,22 @@ def test_hiding_the_hot_region_removes_the_class(explained, mobilenet):
 
 
 def test_batched_equals_one_by_one(explained):
-    # Tolerance 1e-5 on heatmaps in [0, 1] (float32 round-off; measured ~2e-7) and 1e-6 on probabilities.
+    # A batched matrix product sums in another order than a batch of one, so float32 results agree to
+    # round-off only: seen up to 1.5e-6 on probabilities of ~0.4 (another CPU). Relative 1e-5 on
+    # probabilities; 1e-4 absolute on heatmaps in [0, 1] (normalised by a maximum that carries the same
+    # round-off, after a ReLU). The decisions (top-3 classes) must be identical.
     photos, x, gradcam, probs, maps = explained
     for i in range(len(photos)):
         one_probs, one_maps = cam.explain(gradcam, x[i:i + 1], cam.targets())
-        np.testing.assert_allclose(one_probs[0], probs[i], atol=1e-6)
+        np.testing.assert_allclose(one_probs[0], probs[i], rtol=1e-5, atol=1e-7, err_msg=photos[i].path.name)
+        np.testing.assert_array_equal(np.argsort(one_probs[0])[-3:], np.argsort(probs[i])[-3:],
+                                      err_msg=f"{photos[i].path.name}: top-3 classes differ")
         for target, heatmap in one_maps.items():
-            np.testing.assert_allclose(heatmap[0], maps[target][i], atol=1e-5,
+            np.testing.assert_allclose(heatmap[0], maps[target][i], atol=1e-4,
                                        err_msg=f"{photos[i].path.name} {target}")
     small_batches = cam.explain(gradcam, x, cam.targets(), batch_size=4)[1]
     for target in maps:
-        np.testing.assert_allclose(small_batches[target], maps[target], atol=1e-5)
+        np.testing.assert_allclose(small_batches[target], maps[target], atol=1e-4)
 
 
 def test_real_model_heatmaps_of_a_constant_image_are_finite(mobilenet):

@@ -57,8 +57,13 @@ def notebook(folder: Path, name: str, *cells: str, params: str = "profile = 'ful
     return path
 
 
-def repository(folder: Path, notebooks: dict[str, list[str]]) -> Path:
+def repository(folder: Path, notebooks: dict[str, list[str]], course: tuple[str, ...] | None = None) -> Path:
+    """A repository with its own copy of labutils whose course (``config.COURSE_NOTEBOOKS``) is ``course``
+    (default: the notebooks given): when the grader runs from it, that is the course that decides what is graded."""
     shutil.copytree(REPO / "labutils", folder / "labutils", ignore=shutil.ignore_patterns("__pycache__"))
+    settings = folder / "labutils" / "config.py"
+    names = tuple(f"{name}.ipynb" for name in (notebooks if course is None else course))
+    settings.write_text(settings.read_text() + f"\nCOURSE_NOTEBOOKS = {names!r}\n")
     (folder / "records").mkdir()
     for name, cells in notebooks.items():
         notebook(folder, name, *cells)
@@ -216,7 +221,7 @@ def test_submissions_are_graded_in_parallel_each_in_its_own_copy(tmp_path):
     (subs / "notes.txt").write_text("not a submission")
     before = tree(subs)
 
-    course = repository(tmp_path / "course", {})  # the grader's own copy, no notebooks of its own
+    course = repository(tmp_path / "course", {}, course=tuple(template))  # the grader's own copy
     run = run_grader(course, "--profile", "smoke", "--submissions", str(subs), "--jobs", "3")
 
     out = tmp_path / "submissions-graded"  # the default: beside the submissions, never inside
@@ -269,7 +274,7 @@ def poison():
     doc = json.loads(spec.read_text())
     doc["env"] = {{"POISONED": "1"}}
     spec.write_text(json.dumps(doc))
-attempt("other submission", lambda: (victim / "notebooks" / "01_make.ipynb").write_text("owned"))
+attempt("other submission", lambda: (victim / "notebooks" / "01_writes.ipynb").write_text("owned"))
 attempt("other submission, new file", lambda: (victim / "owned.txt").write_text("owned"))
 attempt("course code", lambda: (course / "config.py").open("a").write("OWNED = True"))
 attempt("course code, new file", lambda: (course / "owned.py").write_text("OWNED = True"))
@@ -306,6 +311,7 @@ while time.time() < end:
     os.write(2, (line * 50).encode())"""
 # SIGTERM to each ancestor up to the grader: never further, so that even a broken sandbox
 # cannot let this test signal the test runner or anything else on the machine.
+ATTACK_COURSE = ("01_writes", "02_forge", "03_fifo", "04_daemon", "05_spam", "06_killer")  # the fake course: the attacker's notebooks
 KILLER = """import os, signal, psutil
 proc = psutil.Process().parent()
 while proc is not None:
@@ -323,11 +329,11 @@ def test_a_hostile_submission_changes_nothing_outside_its_copy_and_its_report_is
 
     from labutils import cifar10
 
-    subs, course = tmp_path / "subs", repository(tmp_path / "course", {})
+    subs, course = tmp_path / "subs", repository(tmp_path / "course", {}, course=ATTACK_COURSE)
     out = subs / "graded"  # the README's Docker example: the outputs inside the submissions folder, from a run before
     out.mkdir(parents=True)
     token = f"lab5-daemon-{tmp_path.name}"
-    victim = repository(subs / "b_victim", {"01_make": [MAKE, POISON_CHECK]})
+    victim = repository(subs / "b_victim", {"01_writes": [MAKE, POISON_CHECK]})
     mallory = repository(subs / "a_mallory", {
         "01_writes": [ATTACK_WRITES.format(victim=str(victim), out=str(out))],
         "02_forge": [FORGE],
@@ -342,10 +348,10 @@ def test_a_hostile_submission_changes_nothing_outside_its_copy_and_its_report_is
     (mallory / "notebooks" / "labutils").mkdir()
     (mallory / "notebooks" / "labutils" / "__init__.py").write_text("FORGED = True\n")
     os.mkfifo(mallory / "records" / "pipe")  # in the submission itself: never opened when copying
-    repository(subs / "summary.json", {"01_make": [MAKE]})  # a student named like a report file
-    repository(subs / "c_exercise", {"01_ex": ["x = 1", EXERCISE]})
+    repository(subs / "summary.json", {"01_writes": [MAKE]})  # a student named like a report file
+    repository(subs / "c_exercise", {"01_writes": ["x = 1", EXERCISE]})
     odd = "<img src=x onerror=alert(1)>| eve\nnext"
-    repository(subs / odd, {"01_make": [MAKE]})
+    repository(subs / odd, {"01_writes": [MAKE]})
     (subs / "linky").symlink_to(victim)  # a submission that is a symlink
     (subs / "old-graded").mkdir()
     (subs / "old-graded" / cli.MARKER).write_text("a previous run's outputs")
@@ -373,7 +379,7 @@ def test_a_hostile_submission_changes_nothing_outside_its_copy_and_its_report_is
     assert f"labutils: {course / 'labutils' / '__init__.py'} forged: False" in printed  # the course's package
     tried = json.loads(printed.strip().splitlines()[-1])
     assert set(tried.values()) <= {"FileNotFoundError", "OSError", "PermissionError"}, tried
-    assert runs["b_victim"]["all_passed"]  # its kernel saw no poisoned spec
+    assert runs["b_victim"]["notebooks"][0]["status"] == "passed"  # its kernel saw no poisoned spec
 
     # metrics: the grader's own, and the forged self-report called out
     row = nbs["02"]["metrics"][0]
@@ -410,15 +416,16 @@ def test_a_hostile_submission_changes_nothing_outside_its_copy_and_its_report_is
     assert "NotImplementedError: make_example: build" in report_md and "Traceback" not in report_md
 
     # odd names: graded like anyone, escaped in the report, their outputs in folders of their own
-    assert runs["summary.json"]["all_passed"] and (out / "students" / "summary.json" / "report.md").is_file()
-    assert runs[odd]["all_passed"] and "<img" not in report_md
+    passed_01 = lambda name: runs[name]["notebooks"][0]["status"] == "passed"  # they hold 01 only
+    assert passed_01("summary.json") and (out / "students" / "summary.json" / "report.md").is_file()
+    assert passed_01(odd) and "<img" not in report_md
     assert any(line.startswith("| &lt;img src=x onerror=alert(1)&gt;\\| eve next |") for line in report_md.splitlines())
     assert "linky" in report_md and "a symlink, not followed" in report_md
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stopped_grader_reports_the_running_notebook_interrupted(tmp_path, signum):
-    subs, course = tmp_path / "subs", repository(tmp_path / "course", {})
+    subs, course = tmp_path / "subs", repository(tmp_path / "course", {}, course=("01_wait",))
     token = f"lab5-stopped-{tmp_path.name}"
     for student in ("a_first", "b_second"):
         repository(subs / student, {"01_wait": [f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, "
@@ -556,3 +563,33 @@ def test_the_sandbox_choice_says_what_isolation_there_is(monkeypatch, tmp_path):
     assert auto.mode == "none" and "UNISOLATED (bwrap is not installed" in auto.statement
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     assert "inside a Kubernetes pod: that is the only boundary" in sandbox.choose("none").statement
+
+
+def test_the_course_decides_which_notebooks_are_graded(tmp_path):
+    """Two submissions holding only 01 are not "2 of 2 passed": each row counts the course's four notebooks."""
+    course_list = ("01_make", "02_use", "03_more", "04_last")
+    course = repository(tmp_path / "course", {}, course=course_list)
+    subs = tmp_path / "subs"
+    repository(subs / "alice", {"01_make": [MAKE]})
+    repository(subs / "bob", {"01_make": [MAKE], "02_use_v2": [USE], "99_extra": ["x = 1"]})  # renamed and extra
+    repository(subs / "carol", {"02_use": [USE]})  # 01 missing, so 02 cannot run
+
+    run = run_grader(course, "--profile", "smoke", "--submissions", str(subs), "--jobs", "1")
+
+    assert run.returncode == 1
+    summary = json.loads((tmp_path / "subs-graded" / "summary.json").read_text())
+    runs = {r["name"]: r for r in summary["runs"]}
+    statuses = {name: [(nb["notebook"], nb["status"]) for nb in r["notebooks"]] for name, r in runs.items()}
+    assert statuses["alice"] == [("01_make.ipynb", "passed"), ("02_use.ipynb", "missing"),
+                                 ("03_more.ipynb", "missing"), ("04_last.ipynb", "missing")]
+    assert statuses["bob"] == statuses["alice"]  # its renamed 02 and extra notebook were not run
+    assert sorted(runs["bob"]["left_out"]) == ["notebooks/02_use_v2.ipynb (not a course notebook: listed, not run)",
+                                               "notebooks/99_extra.ipynb (not a course notebook: listed, not run)"]
+    carol = {nb["notebook"][:2]: nb for nb in runs["carol"]["notebooks"]}
+    assert carol["01"]["status"] == "missing" and (carol["02"]["status"], carol["02"]["reason"]) == ("skipped", "needs 01")
+    assert not any(r["all_passed"] for r in runs.values())
+    report_md = (tmp_path / "subs-graded" / "report.md").read_text()
+    assert "0 of 3 passed every notebook" in report_md
+    rows = {line.split("|")[1].strip(): line for line in report_md.splitlines() if line.startswith("| ")}
+    assert rows["alice"].rstrip().endswith("| 1/4 |") and rows["carol"].rstrip().endswith("| 0/4 |")
+    assert "99\\_extra" in report_md or "99_extra" in report_md

@@ -20,7 +20,9 @@ def test_lab4_cnn_maps_raw_pixels_to_one_probability():
     p = model.predict(x, verbose=0)
     assert p.shape == (4, 1) and np.all((p > 0) & (p < 1))
     # Scaling is inside: uint8 and float 0-255 inputs give the same output.
-    np.testing.assert_allclose(p, model.predict(x.astype("float32"), verbose=0), rtol=0, atol=1e-7)
+    # The cast happens first, then the identical float32 graph: equal up to a last-digit difference
+    # (relative 1e-6) should a kernel pick another code path for another input dtype.
+    np.testing.assert_allclose(p, model.predict(x.astype("float32"), verbose=0), rtol=1e-6, atol=0)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds[1] == "Rescaling" and kinds.count("Conv2D") == 6 and kinds.count("MaxPooling2D") == 3
     assert "Dropout" in kinds and kinds[-1] == "Dense" and model.layers[-1].units == 1

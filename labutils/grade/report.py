@@ -153,7 +153,7 @@ def render_combined(summary: dict) -> str:
             if nb is None:
                 cells.append("not run" if run["state"] != "graded" else "missing")
                 continue
-            text = [status_text(nb) + (f" ({nb['seconds']:.0f} s)" if nb["status"] != "skipped" else "")]
+            text = [status_text(nb) + (f" ({nb['seconds']:.0f} s)" if nb["status"] not in ("skipped", "missing") else "")]
             cells.append("<br>".join(cell(t) for t in text + [metric_text(r) for r in nb["metrics"]]))
         total = f"{run['passed']}/{len(columns)}" + (f" ({cell(run['state'])})" if run["state"] != "graded" else
                                                    " (no notebooks)" if not run["notebooks"] else "")

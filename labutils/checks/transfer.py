@@ -1,0 +1,121 @@
+"""Self-checks of notebook 03's exercises: the transfer model's structure, and what each phase trains.
+
+The model is judged by its structure, not by the names of incidental layers: a
+sub-model named ``conv_base`` (the backbone without its top) called with
+``training=False``, then layers that map its features to one cat probability; in
+phase 1 only those head layers train; in phase 2 also the chosen ``conv_base``
+layers, BatchNormalization excepted. Freezing by ``conv_base.trainable = False``
+or by a loop over its layers are both right.
+"""
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+
+from labutils import config, models, surgery
+from labutils.checks import SelfCheckError, passed
+
+
+def conv_base_of(model: keras.Model) -> keras.Model:
+    """The sub-model named ``conv_base`` (a SelfCheckError saying so if there is none)."""
+    try:
+        conv_base = model.get_layer(models.CONV_BASE)
+    except ValueError:
+        raise SelfCheckError(f"{model.name} has no layer named {models.CONV_BASE!r}: build the backbone with "
+                             f"name='conv_base' (its layers: {[layer.name for layer in model.layers][:8]}...).") from None
+    if not isinstance(conv_base, keras.Model):
+        raise SelfCheckError(f"{models.CONV_BASE!r} is a {type(conv_base).__name__}, not a sub-model: call the "
+                             f"backbone (a keras.Model) as one layer of the new model.")
+    return conv_base
+
+
+def head_layers(model: keras.Model) -> list[keras.Layer]:
+    """The layers after ``conv_base`` that own weights (the new head)."""
+    after = model.layers[model.layers.index(conv_base_of(model)) + 1:]
+    return [layer for layer in after if layer.weights]
+
+
+def _trainable(layer: keras.Layer) -> bool:
+    return bool(layer.trainable_weights)
+
+
+def check_model(model: keras.Model, backbone: str, input_size: int) -> str:
+    """A sub-model ``conv_base`` without the ImageNet top, called with ``training=False``; a new head
+    that turns its features into one probability per image; raw 32x32 pixels in."""
+    task = "build_transfer_model"
+    conv_base = conv_base_of(model)
+    if tuple(model.inputs[0].shape[1:]) != config.IMAGE_SHAPE:
+        raise SelfCheckError(f"the model takes {tuple(model.inputs[0].shape[1:])} inputs, expected the raw "
+                             f"{config.IMAGE_SHAPE} CIFAR images (resize inside the model).")
+    if tuple(conv_base.inputs[0].shape[1:3]) != (input_size, input_size):
+        raise SelfCheckError(f"conv_base takes {tuple(conv_base.inputs[0].shape[1:3])} images, expected "
+                             f"({input_size}, {input_size}): build it with input_shape=(input_size, input_size, 3).")
+    if len(conv_base.outputs[0].shape) != 4 or any(isinstance(layer, keras.layers.Dense) and
+                                                   layer.units == 1000 for layer in conv_base.layers):
+        raise SelfCheckError("conv_base still has the ImageNet classifier (a 1000-unit top): load the backbone "
+                             "with include_top=False, so it ends with its last convolutional features.")
+    # How conv_base was called in the model's graph (Keras records each call's arguments on its node).
+    calls = [node.arguments.kwargs.get("training") for node in conv_base._inbound_nodes]
+    if False not in calls:
+        raise SelfCheckError("conv_base is not called with training=False: write conv_base(x, training=False), "
+                             "so that its BatchNormalization layers always use their ImageNet statistics.")
+    if tuple(model.outputs[0].shape[1:]) != (1,):
+        raise SelfCheckError(f"the model's output has shape {tuple(model.outputs[0].shape)}, expected (None, 1): "
+                             f"one sigmoid unit, the probability of a cat.")
+    if not head_layers(model):
+        raise SelfCheckError("no layer with weights after conv_base: graft a new head (e.g. global average "
+                             "pooling, dropout, Dense(1, activation='sigmoid')).")
+    x = np.random.default_rng(config.SEED).integers(0, 256, (4, *config.IMAGE_SHAPE)).astype("float32")
+    p = np.asarray(model(x, training=False))
+    if not (np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))):
+        raise SelfCheckError(f"the model's outputs {p.ravel()[:4]} are not probabilities in [0, 1]: end with a "
+                             f"sigmoid unit.")
+    return passed(task, f"conv_base ({backbone}, {len(conv_base.layers)} layers, no top) called with "
+                        f"training=False; head of {len(head_layers(model))} layer(s) with weights; "
+                        f"{surgery.summary(model)}")
+
+
+def check_phase1(model: keras.Model) -> str:
+    """Only the head trains: no trainable weight in ``conv_base``, every head weight trainable."""
+    task = "freeze_conv_base"
+    conv_base = conv_base_of(model)
+    training = [layer.name for layer in surgery.layers(conv_base) if not isinstance(layer, keras.Model)
+                and _trainable(layer)]
+    if training:
+        raise SelfCheckError(f"{len(training)} conv_base layers would still train in phase 1, e.g. {training[:3]}: "
+                             f"freeze all of conv_base (conv_base.trainable = False).")
+    frozen_head = [layer.name for layer in head_layers(model) if not _trainable(layer)]
+    if frozen_head:
+        raise SelfCheckError(f"head layer(s) {frozen_head} are frozen too: phase 1 trains the head.")
+    counts = surgery.counts(model)
+    return passed(task, f"only the head trains: {counts['trainable']:,} trainable parameters, "
+                        f"{counts['frozen']:,} frozen (all of conv_base)")
+
+
+def check_phase2(model: keras.Model, pattern: str) -> str:
+    """The ``conv_base`` layers whose name matches ``pattern`` train, BatchNormalization excepted; the
+    other ``conv_base`` layers stay frozen; the head still trains."""
+    task = "unfreeze_top"
+    conv_base = conv_base_of(model)
+    wrong = []
+    for layer in surgery.layers(conv_base):
+        if isinstance(layer, keras.Model) or not layer.weights:
+            continue
+        should = bool(re.search(pattern, layer.name)) and not isinstance(layer, keras.layers.BatchNormalization)
+        if _trainable(layer) != should:
+            wrong.append((layer.name, type(layer).__name__, should))
+    if wrong:
+        name, kind, should = wrong[0]
+        why = ("BatchNormalization stays frozen: its ImageNet statistics must not be overwritten"
+               if kind == "BatchNormalization" else f"it matches {pattern!r}, so it should train" if should else
+               f"only layers matching {pattern!r} train in phase 2")
+        raise SelfCheckError(f"conv_base layer {name!r} ({kind}) is {'frozen' if should else 'trainable'}: {why} "
+                             f"({len(wrong)} layer(s) differ).")
+    frozen_head = [layer.name for layer in head_layers(model) if not _trainable(layer)]
+    if frozen_head:
+        raise SelfCheckError(f"head layer(s) {frozen_head} are frozen: the head keeps training in phase 2.")
+    names = surgery.trainable_layers(conv_base)
+    return passed(task, f"{len(names)} conv_base layers train ({names[0]} ... {names[-1]}), BatchNormalization "
+                        f"frozen; {surgery.summary(model)}" if names else f"no conv_base layer matches {pattern!r}")

@@ -1,0 +1,152 @@
+"""The student version of the lab: ``python -m labutils.release [--out DIR]`` (default ``release/``).
+
+The course notebooks mark each exercise the way nbgrader does: in a code cell, the
+lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` are the solution, and
+the comment line just above ``### BEGIN SOLUTION`` names the task::
+
+    # Exercise make_example: return a tf.train.Example with the four features.
+    ### BEGIN SOLUTION
+    ...
+    ### END SOLUTION
+
+In the student version each region becomes ``# YOUR CODE HERE`` and
+``raise NotImplementedError("make_example: return a tf.train.Example ...")`` at
+the region's indentation; every other cell is unchanged and no cell keeps an
+output. The release is a student's copy of the repository: the stripped
+notebooks in ``notebooks/`` beside everything else a student needs (``labutils``,
+``img_in/``, the empty ``records/`` and ``img_out/``, the Makefile...), so that
+the grader grades what students hand back like any other submission.
+
+nbgrader itself (``nbgrader generate_assignment``) strips the same markers, but it
+brings a database, a web server extension and its own course layout; for one
+small rule this module is enough, and the markers stay nbgrader's, so a course
+that uses nbgrader can run it on these notebooks unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+
+from labutils import config
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+TASK = re.compile(r"^(?P<indent>\s*)# Exercise (?P<name>[A-Za-z_][\w.]*): (?P<what>.+?)\s*$")
+# What a student's copy holds besides the stripped notebooks (git-tracked course files).
+SHIPPED = ("labutils", "img_in", "Makefile", "requirements.txt", "pyproject.toml", "README.md")
+EMPTY = ("records", "img_out")
+
+
+class MarkerError(ValueError):
+    """Solution markers that do not pair up, or an exercise without its task line."""
+
+
+def exercises(source: str, where: str = "cell") -> list[tuple[str, str]]:
+    """``(name, what to write)`` of every exercise region in one cell's source."""
+    return [(name, what) for name, what, _ in _regions(source, where)]
+
+
+def _regions(source: str, where: str) -> list[tuple[str, str, tuple[int, int, str]]]:
+    lines = source.split("\n")
+    found, start = [], None
+    for i, line in enumerate(lines):
+        marker = line.strip()
+        if marker.startswith(BEGIN):
+            if start is not None:
+                raise MarkerError(f"{where}: line {i + 1}: {BEGIN} inside another solution region "
+                                  f"(opened on line {start + 1}); close it with {END} first.")
+            task = TASK.match(lines[i - 1]) if i > 0 else None
+            if task is None:
+                raise MarkerError(f"{where}: line {i + 1}: {BEGIN} needs the task on the line above, "
+                                  f"e.g. '# Exercise make_example: build the tf.train.Example of one image.'")
+            start = i
+            name, what, indent = task.group("name"), task.group("what"), line[: len(line) - len(line.lstrip())]
+        elif marker.startswith(END):
+            if start is None:
+                raise MarkerError(f"{where}: line {i + 1}: {END} without a {BEGIN} before it.")
+            found.append((name, what, (start, i, indent)))
+            start = None
+    if start is not None:
+        raise MarkerError(f"{where}: line {start + 1}: {BEGIN} is never closed by {END}.")
+    return found
+
+
+def strip_source(source: str, where: str = "cell") -> str:
+    """``source`` with every solution region replaced by the stub that names its task."""
+    lines = source.split("\n")
+    for name, what, (start, end, indent) in reversed(_regions(source, where)):
+        message = f"{name}: {what}"
+        lines[start:end + 1] = [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({json.dumps(message)})"]
+    return "\n".join(lines)
+
+
+def student_notebook(nb: nbformat.NotebookNode, where: str) -> tuple[nbformat.NotebookNode, list[str]]:
+    """A copy of ``nb`` with its solutions stripped and no outputs; and the names of its exercises."""
+    nb = nbformat.from_dict(nb)
+    names = []
+    for number, cell in enumerate(nb.cells, start=1):
+        if cell.cell_type != "code":
+            if BEGIN in cell.source:
+                raise MarkerError(f"{where}, cell {number}: solution markers belong in code cells.")
+            continue
+        names += [name for name, _ in exercises(cell.source, f"{where}, cell {number}")]
+        cell.source = strip_source(cell.source, f"{where}, cell {number}")
+        cell.outputs, cell.execution_count = [], None
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+    return nb, names
+
+
+def release(out: Path, course: Path = config.ROOT) -> dict[str, list[str]]:
+    """Write the student repository to ``out`` (replaced if it exists); returns notebook -> its exercises."""
+    out = Path(out).resolve()
+    if out == Path(course).resolve() or Path(course).resolve().is_relative_to(out):
+        raise ValueError(f"--out {out} would overwrite the course itself: choose another folder")
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "notebooks").mkdir(parents=True)
+    made = {}
+    for name in config.COURSE_NOTEBOOKS:
+        source = Path(course) / "notebooks" / name
+        nb, made[name] = student_notebook(nbformat.read(source, as_version=4), f"notebooks/{name}")
+        if not made[name]:
+            raise MarkerError(f"notebooks/{name} has no exercise ({BEGIN} ... {END}): every notebook needs one.")
+        nbformat.write(nb, staging / "notebooks" / name)
+    for entry in SHIPPED:
+        path = Path(course) / entry
+        if path.is_dir():
+            shutil.copytree(path, staging / entry, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.pyc", "*.egg-info", "_cam*.jpg"))
+        elif path.is_file():
+            shutil.copy2(path, staging / entry)
+    for entry in EMPTY:
+        (staging / entry).mkdir()
+        (staging / entry / ".gitkeep").touch()
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labutils.release", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=config.ROOT / "release",
+                        help="the student repository to write (default: release/ in this checkout)")
+    args = parser.parse_args(argv)
+    try:
+        made = release(args.out)
+    except (MarkerError, ValueError, OSError) as err:
+        print(f"release: {err}", file=sys.stderr)
+        return 1
+    for name, tasks in made.items():
+        print(f"notebooks/{name}: {len(tasks)} exercise(s): {', '.join(tasks)}")
+    print(f"student repository: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

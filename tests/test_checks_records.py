@@ -1,0 +1,128 @@
+"""Notebook 01's self-checks accept every correct solution and reject wrong ones with a message that says
+what differs (issue 14): correct variants written differently pass, plausible mistakes fail."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from labutils.checks import SelfCheckError, records as check
+
+
+def int64(value) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def raw(image: np.ndarray) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()]))
+
+
+def example(feature: dict) -> tf.train.Example:
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+# ---- make_example: right, written differently -----------------------------------------------------------
+
+def reordered(image, label, class_id, index):  # another insertion order: other bytes, same record
+    return example({"index": int64(index), "class_id": int64(class_id), "label": int64(label), "image": raw(image)})
+
+
+def built_step_by_step(image, label, class_id, index):  # fills the proto field by field, returns bytes
+    ex = tf.train.Example()
+    ex.features.feature["image"].bytes_list.value.append(np.ascontiguousarray(image, np.uint8).tobytes())
+    for name, value in (("label", label), ("class_id", class_id), ("index", index)):
+        ex.features.feature[name].int64_list.value.append(int(value))
+    return ex.SerializeToString()
+
+
+# ---- make_example: wrong -----------------------------------------------------------------------------------
+
+def swapped(image, label, class_id, index):
+    return example({"image": raw(image), "label": int64(class_id), "class_id": int64(label), "index": int64(index)})
+
+
+def scaled(image, label, class_id, index):
+    return example({"image": raw((image / 255.0).astype(np.float32)), "label": int64(label),
+                    "class_id": int64(class_id), "index": int64(index)})
+
+
+def no_index(image, label, class_id, index):
+    return example({"image": raw(image), "label": int64(label), "class_id": int64(class_id)})
+
+
+def label_as_float(image, label, class_id, index):
+    return example({"image": raw(image), "label": tf.train.Feature(float_list=tf.train.FloatList(value=[label])),
+                    "class_id": int64(class_id), "index": int64(index)})
+
+
+@pytest.mark.parametrize("make_example", [reordered, built_step_by_step])
+def test_correct_examples_pass(make_example, smoke_splits):
+    assert "16 examples" in check.check_make_example(make_example, smoke_splits["train"])
+
+
+def test_reordered_features_serialize_differently_but_pass(smoke_splits):
+    from labutils import tfrecords
+
+    s = smoke_splits["train"]
+    args = (s.images[0], s.labels[0], s.class_ids[0], s.indices[0])
+    assert reordered(*args).SerializeToString() != tfrecords.serialize(*args)  # the bytes differ...
+    check.check_make_example(reordered, s)  # ...and the check still passes: it compares meaning
+
+
+@pytest.mark.parametrize("make_example, message", [
+    (swapped, "did you swap label and class_id"),
+    (scaled, "12,288 bytes, expected 3,072"),
+    (no_index, "missing ['index']"),
+    (label_as_float, "feature 'label' of image 0 (index 0): stored as float, expected int64"),
+])
+def test_wrong_examples_fail_saying_what_differs(make_example, message, smoke_splits):
+    with pytest.raises(SelfCheckError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+                       .replace("]", r"\]")):
+        check.check_make_example(make_example, smoke_splits["train"])
+
+
+# ---- parse_batch -------------------------------------------------------------------------------------------
+
+DESCRIPTION = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64),
+               "class_id": tf.io.FixedLenFeature([], tf.int64), "index": tf.io.FixedLenFeature([], tf.int64)}
+
+
+def parse_whole_batch(serialized):
+    f = tf.io.parse_example(serialized, DESCRIPTION)
+    return tf.reshape(tf.io.decode_raw(f["image"], tf.uint8), (-1, 32, 32, 3)), f["label"]
+
+
+def parse_one_record(serialized):  # parse_single_example, mapped per record by the check
+    f = tf.io.parse_single_example(serialized, {"image": DESCRIPTION["image"], "label": DESCRIPTION["label"]})
+    return {"image": tf.reshape(tf.io.decode_raw(f["image"], tf.uint8), (32, 32, 3)), "label": f["label"]}
+
+
+def parse_channels_first(serialized):
+    f = tf.io.parse_example(serialized, DESCRIPTION)
+    images = tf.reshape(tf.io.decode_raw(f["image"], tf.uint8), (-1, 3, 32, 32))
+    return tf.transpose(images, (0, 2, 3, 1)), f["label"]
+
+
+def parse_class_as_label(serialized):
+    f = tf.io.parse_example(serialized, DESCRIPTION)
+    return tf.reshape(tf.io.decode_raw(f["image"], tf.uint8), (-1, 32, 32, 3)), f["class_id"]
+
+
+def parse_and_scale(serialized):
+    images, labels = parse_whole_batch(serialized)
+    return tf.cast(images, tf.float32) / 255.0, labels
+
+
+@pytest.mark.parametrize("parse", [parse_whole_batch, parse_one_record])
+def test_correct_parsers_pass(parse, smoke_records):
+    assert "the same images" in check.check_parse_batch(parse, records_dir=smoke_records)
+
+
+@pytest.mark.parametrize("parse, message", [
+    (parse_channels_first, "batch element 0: pixels differ"),
+    (parse_class_as_label, "return the 'label' feature"),
+    (parse_and_scale, "images are float32, expected uint8"),
+])
+def test_wrong_parsers_fail_saying_what_differs(parse, message, smoke_records):
+    with pytest.raises(SelfCheckError, match=message):
+        check.check_parse_batch(parse, records_dir=smoke_records)
