@@ -46,6 +46,30 @@ def plot_histories(histories: Mapping[str, Mapping[str, Sequence[float]]],
     return fig
 
 
+def plot_roc_pr(labels: np.ndarray, scores: Mapping[str, np.ndarray], title: str = "") -> plt.Figure:
+    """Test ROC and precision-recall curves of several models scored on the same examples, side by side.
+
+    ``labels``: 0/1 ``(N,)``; ``scores``: model name -> cat scores ``(N,)`` in the same order. The
+    dashed lines are chance: the diagonal for ROC, the share of cats for precision-recall.
+    """
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for i, (name, values) in enumerate(scores.items()):
+        color = COLORS[i % len(COLORS)]
+        chance = i == len(scores) - 1  # drawn once
+        RocCurveDisplay.from_predictions(labels, values, name=name, ax=roc, curve_kwargs={"color": color},
+                                         plot_chance_level=chance)
+        PrecisionRecallDisplay.from_predictions(labels, values, name=name, ax=pr, curve_kwargs={"color": color},
+                                                plot_chance_level=chance)
+    for ax, name in ((roc, "ROC"), (pr, "Precision-recall")):
+        ax.set_title(f"{name}{': ' + title if title else ''}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right" if ax is roc else "upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], ax: plt.Axes | None = None,
                           labels: Sequence[str] = ("not cat", "cat"), title: str = "") -> plt.Axes:
     """A 2x2 confusion matrix (rows = truth, columns = prediction) with counts in the cells."""

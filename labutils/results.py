@@ -48,6 +48,15 @@ def write_predictions(notebook: str, model: str, indices: np.ndarray, scores: np
     return atomic.write_text(predictions_path(notebook, model, results_dir), "\n".join(lines) + "\n")
 
 
+def read_predictions(notebook: str, model: str, results_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`write_predictions` saved: int64 ``indices`` (N,) and float64 ``scores`` (N,)."""
+    source = predictions_path(notebook, model, results_dir)
+    if not source.is_file():
+        raise FileNotFoundError(f"No predictions at {source}: run notebooks/{Path(notebook).stem}.ipynb first.")
+    table = np.loadtxt(source, delimiter=",", skiprows=1, ndmin=2)
+    return table[:, 0].astype(np.int64), table[:, 1]
+
+
 def _plain(value):
     # numpy scalars and arrays are not JSON serialisable; their Python equivalents are.
     if isinstance(value, np.generic):
