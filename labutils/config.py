@@ -64,12 +64,13 @@ class Profile:
     # Offline stand-ins (smoke only): missing ImageNet weights mean random weights, a missing class
     # index means labels by class number. Either is said where it happens; other profiles stop instead.
     stand_ins_if_offline: bool = False
+    lab4_seeds: int = 1  # notebook 02 trains each pipeline with this many seeds (mean and spread)
 
 
 PROFILES = {
     "full": Profile("full", train_images=None, test_images=None, batch_size=64,
                     lab4_epochs=30, transfer_input_size=160, epochs_head=10,
-                    epochs_finetune=10, cam_backbone="vgg16", cam_input_size=224),
+                    epochs_finetune=10, cam_backbone="vgg16", cam_input_size=224, lab4_seeds=3),
     "smoke": Profile("smoke", train_images=1000, test_images=400, batch_size=32,
                      lab4_epochs=1, transfer_input_size=32, epochs_head=1,
                      epochs_finetune=1, cam_backbone="mobilenet_025", cam_input_size=128,

@@ -93,6 +93,27 @@ def auc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarra
     return float(diff), float(low), float(high)
 
 
+def compare_seeds(name_a: str, aucs_a: list[float], name_b: str, aucs_b: list[float],
+                  negligible: float = 0.01) -> str:
+    """One sentence comparing two pipelines' test ROC-AUC over several training seeds each.
+
+    "About the same" when the difference of the means is within two standard errors of that
+    difference (the seed-to-seed spread: training noise) or below ``negligible``.
+    """
+    a, b = np.asarray(aucs_a, dtype=np.float64), np.asarray(aucs_b, dtype=np.float64)
+    if min(len(a), len(b)) < 2:
+        raise ValueError("compare_seeds needs at least two seeds per pipeline; use compare() for one")
+    diff = b.mean() - a.mean()
+    se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    verdict = ("about the same: the difference is within what another set of seeds could give"
+               if abs(diff) <= 2 * se else f"about the same: the difference is real but below {negligible}"
+               if abs(diff) < negligible else
+               f"{name_b if diff > 0 else name_a} is better, beyond the seed-to-seed spread")
+    return (f"Test ROC-AUC over {len(a)} and {len(b)} seeds: {name_a} {a.mean():.3f} ± {a.std(ddof=1):.3f}, "
+            f"{name_b} {b.mean():.3f} ± {b.std(ddof=1):.3f} (mean ± standard deviation); difference {diff:+.3f}, "
+            f"standard error {se:.3f}: {verdict}.")
+
+
 def compare(name_a: str, name_b: str, labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
             negligible: float = 0.01) -> str:
     """One sentence comparing two models' test ROC-AUC on the same examples.
