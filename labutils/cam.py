@@ -100,6 +100,15 @@ def _logits(model: keras.Model):
     return logits
 
 
+def class_scores_model(model: keras.Model) -> keras.Model:
+    """``model`` with its class *scores* as output: the pre-softmax logits Grad-CAM differentiates.
+
+    Built from the layers of ``model``'s own graph (the last layer's twin without its softmax shares
+    its weights by value), so ``model.get_layer(name).output`` of any inner layer still connects to it.
+    """
+    return keras.Model(model.inputs[0], _logits(model), name=f"{model.name}_scores")
+
+
 def _split(model: keras.Model, layer: str) -> tuple[keras.Model, keras.Model]:
     """``trunk``: input -> layer output; ``head``: layer output -> [logits, probabilities].
 

@@ -45,6 +45,8 @@ SEED = 42
 IMAGENET_GROUPS = {"cat": tuple(range(281, 286)), "dog": tuple(range(151, 269))}
 CAM_ALPHA = 0.4  # heatmap weight when blended over a photo (the photo gets 1 - alpha)
 CAM_BATCH_SIZE = 16  # images per Grad-CAM batch
+# The lab's two pets, compared side by side in notebook 04: the img_in/ photos whose names start so.
+CAM_PAIR = {"Freya": "freya", "Artemis": "artemis"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -122,3 +122,21 @@ def test_to_batch_squashes_whole_images_to_the_network_size():
     assert batch[0, :30].min() == 255 and batch[0, 34:].max() == 0
     assert np.all(batch[1] == 7)
     assert images.to_batch([], 64).shape == (0, 64, 64, 3)
+
+
+def test_every_shipped_photo_is_attributed_with_its_hash():
+    """img_in/ATTRIBUTION.md lists every image shipped in img_in/ with the SHA-256 of the file as it is."""
+    import hashlib
+    import re
+
+    from labutils import config
+
+    listed = dict((name, digest) for digest, name in
+                  re.findall(r"^\s+([0-9a-f]{64})  (\S+)$", (config.IMG_IN / "ATTRIBUTION.md").read_text(), re.M))
+    shipped = [p for p in sorted(config.IMG_IN.iterdir()) if p.is_file() and p.name not in images.DOC_FILES]
+    assert shipped, "img_in/ ships sample photos"
+    for path in shipped:
+        assert path.name in listed, f"{path.name} is not listed in img_in/ATTRIBUTION.md"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[path.name], f"{path.name}: hash differs"
+    names = {p.name for p in shipped}
+    assert any(n.startswith("freya") for n in names) and any(n.startswith("artemis") for n in names)
