@@ -238,7 +238,7 @@ def test_submissions_are_graded_in_parallel_each_in_its_own_copy(tmp_path):
     assert (f1("alice"), f1("bob")) == (0.3, 0.7)  # bob's change shows in bob's row only
     assert f1("alice", "tfrecord") == f1("bob", "tfrecord")
     assert (nbs["carol"]["01"]["status"], nbs["carol"]["02"]["status"]) == ("failed", "skipped")
-    assert runs["alice"]["deliverables"] == []  # the place the deliverables' assessment goes
+    assert [d["id"] for d in runs["alice"]["deliverables"]] == [1, 2, 3, 4]  # the lab's rubric, every student
 
     assert tree(subs) == before  # each ran in a private copy: no submission was written to
     for student in ("alice", "bob"):

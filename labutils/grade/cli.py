@@ -97,14 +97,13 @@ def _finish_probe(probe: subprocess.Popen | None) -> dict:
 
 
 def make_run(name: str, root: Path, folder: str, results: list[runner.NotebookResult], state: str,
-             left_out: list[str] | None = None) -> dict:
+             left_out: list[str] | None = None, assessed: list[dict] | None = None) -> dict:
     """One student's entry of the summary."""
     return {"name": name, "root": str(root), "folder": folder, "state": state,
             "passed": sum(r.status == "passed" for r in results),
             "all_passed": state == "graded" and bool(results) and all(r.status == "passed" for r in results),
             "notebooks": [dataclasses.asdict(r) for r in results], "left_out": left_out or [],
-            # The deliverable cells' assessment (labutils.deliverables.assess) goes here, one dict per cell.
-            "deliverables": []}
+            "deliverables": assessed or []}  # labutils.grade.deliverables.assess: one entry per deliverable
 
 
 class Outputs:
@@ -260,10 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         if runner.stopping.is_set():  # queued when Ctrl-C / SIGTERM came
             return make_run(name, root, folder, [], NOT_STARTED)
         try:
-            results, left_out = runner.grade_repo(root, out / folder, scratch / folder_name(name), settings,
-                                                  label=label, on_notebook=partial)
+            results, left_out, assessed = runner.grade_repo(root, out / folder, scratch / folder_name(name), settings,
+                                                            label=label, on_notebook=partial)
             interrupted = runner.stopping.is_set()
-            run = make_run(name, root, folder, results, "interrupted" if interrupted else "graded", left_out)
+            run = make_run(name, root, folder, results, "interrupted" if interrupted else "graded", left_out, assessed)
             if not results and not interrupted:
                 say(f"{name}: no notebooks/NN_*.ipynb found in {root}")
         except Exception as err:  # one broken submission (unreadable folder...) must not stop the others

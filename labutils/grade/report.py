@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 
-from labutils.grade import collect
+from labutils.grade import collect, deliverables
 
 NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "f1": "F1", "test_examples": "n"}
 METRICS_NOTE = ("- Metrics: computed by the grader from each model's saved test predictions and the true labels "
@@ -133,7 +133,7 @@ def render_run(summary: dict, run: dict) -> str:
             lines.append(f"| {cell(nb['notebook'])} | {cell(status_text(nb))} | {nb['seconds']:.1f} | {cell(model)} | "
                          + " | ".join(cell(v) for v in values) + f" | {cell(check_text(row)) if row else ''} |")
     problems, notes = _problems("", run["notebooks"]), _notes("", run)
-    return "\n".join(lines + (["", "## Failures", "", *problems] if problems else [])
+    return "\n".join(lines + ["", *deliverables.render([run])] + (["## Failures", "", *problems] if problems else [])
                      + (["", "## Notes", "", *notes] if notes else [])) + "\n"
 
 
@@ -163,5 +163,5 @@ def render_combined(summary: dict) -> str:
                      + f" | not graded: {cell(skipped['reason'])} |")
     problems = [line for run in runs for line in _problems(f"{run['folder']}/", run["notebooks"])]
     notes = [line for run in runs for line in _notes(f"{run['folder']}/", run)]
-    return "\n".join(lines + (["", "## Failures", "", *problems] if problems else [])
+    return "\n".join(lines + ["", *deliverables.render(runs)] + (["## Failures", "", *problems] if problems else [])
                      + (["", "## Notes", "", *notes] if notes else [])) + "\n"

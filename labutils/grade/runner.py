@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from labutils import assets, atomic, config
-from labutils.grade import collect, sandbox
+from labutils.grade import collect, deliverables, sandbox
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 KERNEL_NAME = "lab5-grader"
@@ -312,11 +312,12 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, settings: Settings,
 
 
 def grade_repo(submission: Path, out_dir: Path, work: Path, settings: Settings, label: str = "",
-               on_notebook=None) -> tuple[list[NotebookResult], list[str]]:
+               on_notebook=None) -> tuple[list[NotebookResult], list[str], list[dict]]:
     """Every notebook of a private copy of ``submission`` (made in ``work``, removed after), in order.
 
-    Returns the results and the entries not copied (symlinks, FIFOs...); ``on_notebook(results)``
-    is called after each notebook (the grader rewrites its partial report).
+    Returns the results, the entries not copied (symlinks, FIFOs...) and the deliverables'
+    assessment (:mod:`labutils.grade.deliverables`; empty when interrupted);
+    ``on_notebook(results)`` is called after each notebook (the grader rewrites its partial report).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     ws = Workspace(work / "repo", work / "scratch")
@@ -349,7 +350,9 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, settings: Settings, 
             if on_notebook is not None:
                 on_notebook(results)
         left_out += [f"notebooks/{name} (not a course notebook: listed, not run)" for name in others]
-        return results, left_out
+        assessed = [] if stopping.is_set() else deliverables.assess(
+            ws.root, out_dir, [dataclasses.asdict(r) for r in results], settings.profile, COURSE_ROOT / "notebooks")
+        return results, left_out, assessed
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
