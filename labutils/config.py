@@ -45,6 +45,10 @@ SEED = 42
 IMAGENET_GROUPS = {"cat": tuple(range(281, 286)), "dog": tuple(range(151, 269))}
 CAM_ALPHA = 0.4  # heatmap weight when blended over a photo (the photo gets 1 - alpha)
 CAM_BATCH_SIZE = 16  # images per Grad-CAM batch
+# img_in/ is open to anyone: a photo over this many pixels is skipped before it is decoded (a 292 kB
+# PNG can claim 10000x10000); a readable one is kept at most this long a side (its overlays' size).
+MAX_PIXELS = 40_000_000
+MAX_SIDE = 2048
 # The lab's two pets, compared side by side in notebook 04: the img_in/ photos whose names start so.
 CAM_PAIR = {"Freya": "freya", "Artemis": "artemis"}
 

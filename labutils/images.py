@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from labutils import config
+
 log = logging.getLogger(__name__)
 
 # Pillow decoders tried, by Pillow format name. Naming them stops Pillow from
@@ -80,12 +82,23 @@ def load_rgb(path: str | Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about odd metadata; we judge the pixels
             with Image.open(path, formats=FORMATS) as image:
+                # The header alone says how big the decoded image would be: refuse before decoding.
+                if image.width * image.height > config.MAX_PIXELS:
+                    raise UnreadableImageError(
+                        f"{image.width}x{image.height} pixels, over the {config.MAX_PIXELS / 1e6:g}-megapixel limit "
+                        f"(config.MAX_PIXELS): shrink the photo and add it again")
+                image.draft("RGB", (config.MAX_SIDE, config.MAX_SIDE))  # JPEG: decode at a reduced size
                 image.load()  # decodes now, so a truncated file fails here
                 try:
                     upright = ImageOps.exif_transpose(image)
                 except Exception:  # a photo with broken EXIF is still a photo
                     upright = image
-                return np.ascontiguousarray(_to_rgb(upright), dtype=np.uint8)
+                rgb = _to_rgb(upright)
+                if max(rgb.size) > config.MAX_SIDE:  # keep only what the overlays need
+                    rgb.thumbnail((config.MAX_SIDE, config.MAX_SIDE), Image.LANCZOS)
+                return np.ascontiguousarray(rgb, dtype=np.uint8)
+    except UnreadableImageError:
+        raise
     except Image.UnidentifiedImageError:
         raise UnreadableImageError("not a JPEG, PNG, BMP, GIF or WebP image (or its header is damaged)") from None
     except Image.DecompressionBombError as err:
@@ -114,7 +127,8 @@ def load_folder(folder: str | Path) -> tuple[list[Photo], list[Skipped]]:
             photos.append(Photo(path, load_rgb(path)))
         except (UnreadableImageError, OSError) as err:
             skipped.append(Skipped(path, str(err)))
-            log.warning("Skipping %s: %s", path.name, err)
+            # repr-style: a name with a newline or escape codes cannot forge another line
+            log.warning("Skipping %s: %s", ascii(path.name), err)
     return photos, skipped
 
 

@@ -30,9 +30,19 @@ def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = config.CAM_ALPH
 
 
 def output_stems(paths: list[Path]) -> list[str]:
-    """Names for each photo's overlays: the file stem, or stem + extension where two photos share a stem."""
+    """Distinct names for each photo's overlays: the file stem, or stem + extension where two photos
+    share a stem, with a number added where even that is taken (``a.png`` and ``a_png.gif``)."""
     counts = Counter(p.stem for p in paths)
-    return [p.stem if counts[p.stem] == 1 else p.name.replace(".", "_") for p in paths]
+    wanted = [p.stem if counts[p.stem] == 1 else p.name.replace(".", "_") for p in paths]
+    taken: set[str] = set()
+    stems = []
+    for stem in wanted:
+        unique, n = stem, 2
+        while unique in taken or (unique != stem and unique in wanted):
+            unique, n = f"{stem}_{n}", n + 1
+        taken.add(unique)
+        stems.append(unique)
+    return stems
 
 
 def output_name(stem: str, target: str) -> str:

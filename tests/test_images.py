@@ -140,3 +140,36 @@ def test_every_shipped_photo_is_attributed_with_its_hash():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == listed[path.name], f"{path.name}: hash differs"
     names = {p.name for p in shipped}
     assert any(n.startswith("freya") for n in names) and any(n.startswith("artemis") for n in names)
+
+
+def test_a_decompression_bomb_is_skipped_before_it_is_decoded(tmp_path, caplog):
+    """A small PNG claiming 10000x10000 pixels (1.77 GB decoded once) is refused from its header."""
+    Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png", optimize=True)
+    assert (tmp_path / "bomb.png").stat().st_size < 2_000_000
+    photos, skipped = images.load_folder(tmp_path)
+    assert photos == [] and "10000x10000 pixels, over the 40-megapixel limit" in skipped[0].reason
+
+
+def test_large_photos_are_kept_only_as_large_as_the_overlays_need(tmp_path):
+    from labutils import config
+
+    Image.new("RGB", (5000, 2500), (200, 30, 30)).save(tmp_path / "wide.jpg")
+    photos, _ = images.load_folder(tmp_path)
+    assert photos[0].rgb.shape == (config.MAX_SIDE // 2, config.MAX_SIDE, 3)
+
+
+def test_overlay_names_never_collide():
+    from pathlib import Path
+
+    from labutils import overlay
+
+    stems = overlay.output_stems([Path("a.jpg"), Path("a.png"), Path("a_png.gif"), Path("b.png")])
+    assert len(set(stems)) == 4 and stems[-1] == "b"
+
+
+def test_a_file_name_cannot_forge_a_warning_line(tmp_path, caplog):
+    (tmp_path / "x.jpg\nSkipping fake.jpg: all good").write_bytes(b"not an image")
+    with caplog.at_level(logging.WARNING):
+        images.load_folder(tmp_path)
+    assert len(caplog.records) == 1 and "\n" not in caplog.records[0].getMessage()
+    assert "x.jpg\\nSkipping" in caplog.records[0].getMessage()
