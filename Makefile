@@ -1,5 +1,5 @@
 # `make lab`: run every notebook headlessly (papermill) into graded/, with a report.
-# `make test`: unit tests and nbval (smoke profile).
+# `make test`: unit tests and nbval (smoke profile). `make release`: the student version.
 # Both create or reuse the virtual environment in .venv; `make test` also installs bubblewrap
 # (the grader's sandbox) when it is missing and we are root (CI), else says how to.
 PYTHON ?= python3
@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= full
 
-.PHONY: venv bwrap lab test smoke clean
+.PHONY: venv bwrap lab test smoke release clean
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -36,5 +36,10 @@ test: venv bwrap
 	LAB5_PROFILE=smoke $(PY) -m pytest tests
 	LAB5_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 
+# The student version of the lab (solutions stripped, no outputs) in release/.
+release: venv
+	$(PY) -m labutils.release --out release
+
 clean:
-	rm -rf graded records/results records/logs records/checkpoints records/*.tfrecord records/manifest.json img_out/*_cam.jpg
+	rm -rf graded release records/results records/logs records/checkpoints records/*.tfrecord \
+	  records/.*.partial records/manifest.json img_out/*_cam.jpg img_out/*_cam_*.jpg

@@ -48,6 +48,12 @@ class Asset:
     approx_mb: float  # download size, for the status listing only
     what: str
     required: bool = True  # needed by the full lab, so fetched by default
+    sha256: str | None = None  # computed here from a good copy, where Keras publishes no SHA-256
+
+    @property
+    def expected_hash(self) -> str:
+        """What the file is checked against: our SHA-256 where we have one, else Keras' own hash."""
+        return self.sha256 or self.file_hash
 
     @property
     def path(self) -> Path:
@@ -66,14 +72,19 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
     Asset("vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "models",
           f"{_KERAS_APPS}/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5",
           "64373286793e3c8b2b4e3219cbf3544b", 553.5, "VGG16 ImageNet weights with the top, for Grad-CAM"),
+    # SHA-256 of the files below computed once from good copies (Keras publishes an MD5 for the
+    # class index, none for the small MobileNets): a damaged file is caught by its hash.
     Asset("imagenet_class_index", "imagenet_class_index.json", "models",
           "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
-          "c2c37ea517e94d9795004a39431a14cb", 0.035, "ImageNet class names for decode_predictions"),
+          "c2c37ea517e94d9795004a39431a14cb", 0.035, "ImageNet class names for decode_predictions",
+          sha256="a1e7a966a1f601d39e4b43e119b3e7dd4a2ad3ea08cf69847cbaf021013767bc"),
     Asset("mobilenet_025_128", "mobilenet_2_5_128_tf.h5", "models", f"{_KERAS_APPS}/mobilenet/mobilenet_2_5_128_tf.h5",
-          None, 2.1, "MobileNet alpha 0.25 at 128x128 with the top, the smoke profile's Grad-CAM", required=False),
+          None, 2.1, "MobileNet alpha 0.25 at 128x128 with the top, the smoke profile's Grad-CAM", required=False,
+          sha256="8f5f6e7477e0d9b9bba8487c0507419dd62a8b2737af30423ea7ef872ebec4d8"),
     Asset("mobilenet_025_224_notop", "mobilenet_2_5_224_tf_no_top.h5", "models",
           f"{_KERAS_APPS}/mobilenet/mobilenet_2_5_224_tf_no_top.h5",
-          None, 2.1, "MobileNet alpha 0.25 without the top, smoke-sized transfer learning", required=False),
+          None, 2.1, "MobileNet alpha 0.25 without the top, smoke-sized transfer learning", required=False,
+          sha256="dbdb03ee2a22fd895301636cd328b234bb3a9952358f436d82f46b81e0d5b0bf"),
 )}
 
 
@@ -140,18 +151,36 @@ def hash_matches(path: Path, file_hash: str) -> bool:
     return digest.hexdigest() == file_hash.lower()
 
 
-def status(verify: bool = False) -> list[dict]:
-    """One row per asset: name, path, present, size in bytes (None if missing), hash_ok.
+def damaged_message(asset: Asset) -> str:
+    """What to say about a cached file whose hash is wrong: which file, and how to get it again."""
+    return (f"{asset.path} ({asset.what}) is damaged or truncated: its hash is not {asset.expected_hash}.\n"
+            f"  Fix: delete it and run `python -m labutils.assets fetch {asset.name}` (or `... fetch "
+            f"{asset.name} --from DIR` with a folder holding a good copy).")
 
-    ``hash_ok`` is None unless ``verify`` and the file is present with a published hash.
+
+def damaged(subdir: str = "models") -> list[Asset]:
+    """The registry's files present in Keras' cache under ``subdir`` whose hash is wrong."""
+    return [a for a in ASSETS.values() if a.subdir == subdir and a.path.is_file()
+            and not hash_matches(a.path, a.expected_hash)]
+
+
+def status(verify: bool = False) -> list[dict]:
+    """One row per asset: name, path, present, size in bytes (None if missing), hash_ok, note.
+
+    ``hash_ok`` is None unless ``verify`` and the file is present. CIFAR-10 counts as present,
+    with a note, when ``LAB5_CIFAR10`` names a local copy (the one the notebooks use).
     """
     rows = []
     for asset in ASSETS.values():
-        present = asset.path.is_file()
-        rows.append({"name": asset.name, "path": str(asset.path), "present": present,
-                     "size": asset.path.stat().st_size if present else None,
-                     "hash_ok": hash_matches(asset.path, asset.file_hash) if verify and present and asset.file_hash
-                     else None, "required": asset.required, "what": asset.what, "approx_mb": asset.approx_mb})
+        path, note = asset.path, ""
+        if asset.name == "cifar10" and config.CIFAR10_SOURCE and "://" not in config.CIFAR10_SOURCE:
+            path, note = Path(config.CIFAR10_SOURCE).expanduser(), "in use: LAB5_CIFAR10"
+        present = path.is_file() or (bool(note) and path.is_dir())
+        checkable = verify and present and path.is_file() and path == asset.path
+        rows.append({"name": asset.name, "path": str(path), "present": present,
+                     "size": path.stat().st_size if present and path.is_file() else None,
+                     "hash_ok": hash_matches(path, asset.expected_hash) if checkable else None, "note": note,
+                     "required": asset.required, "what": asset.what, "approx_mb": asset.approx_mb})
     return rows
 
 
@@ -160,8 +189,8 @@ def _install(asset: Asset, write) -> None:
     with atomic.temporary(asset.path, suffix=".part") as tmp:
         with open(tmp, "wb") as f:
             write(f)
-        if asset.file_hash and not hash_matches(tmp, asset.file_hash):
-            raise ValueError(f"{asset.filename}: hash mismatch (expected {asset.file_hash}); file not installed")
+        if not hash_matches(tmp, asset.expected_hash):
+            raise ValueError(f"{asset.filename}: hash mismatch (expected {asset.expected_hash}); file not installed")
 
 
 def _download(asset: Asset, timeout: float) -> None:
@@ -217,7 +246,7 @@ def fetch(names: list[str] | None = None, source_dir: str | Path | None = None,
     outcomes: dict[str, str] = {}
     offline: str | None = None
     for asset in chosen:
-        if asset.path.is_file() and (not asset.file_hash or hash_matches(asset.path, asset.file_hash)):
+        if asset.path.is_file() and hash_matches(asset.path, asset.expected_hash):
             outcomes[asset.name] = "present"
         elif offline:
             outcomes[asset.name] = f"not tried: {offline}"
@@ -273,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             if row["hash_ok"] is not None:
                 state = "verified" if row["hash_ok"] else "BAD HASH"
             optional = "" if row["required"] else "  (optional)"
-            print(f"{row['name']:<24} {state:<8} {_size(row):>12}  {row['path']}{optional}")
+            note = f"  ({row['note']})" if row["note"] else ""
+            print(f"{row['name']:<24} {state:<8} {_size(row):>12}  {row['path']}{optional}{note}")
+            if row["hash_ok"] is False:
+                print("  " + damaged_message(ASSETS[row["name"]]).replace("\n", "\n  "))
         return 0 if all(r["present"] and r["hash_ok"] is not False for r in rows if r["required"]) else 1
 
     if args.source_dir is not None and not args.source_dir.is_dir():

@@ -79,6 +79,11 @@ def build(name: str, /, *, include_top: bool, weights: str | Path | None = "imag
         with assets.explain_missing(subdir="models"):
             model = constructor(include_top=include_top, input_shape=input_shape,
                                 weights="imagenet" if weights == "imagenet" else None, **kwargs)
+    except (OSError, ValueError) as err:  # h5py on a truncated file: no path, no fix; find the file
+        broken = assets.damaged("models") if weights == "imagenet" else []
+        if not broken:
+            raise
+        raise assets.AssetMissingError("\n".join(assets.damaged_message(a) for a in broken)) from err
     except assets.AssetMissingError as err:
         if not config.profile().stand_ins_if_offline:
             raise

@@ -77,6 +77,11 @@ PROFILES = {
     "full": Profile("full", train_images=None, test_images=None, batch_size=64,
                     lab4_epochs=30, transfer_input_size=160, epochs_head=10,
                     epochs_finetune=10, cam_backbone="vgg16", cam_input_size=224, lab4_seeds=3),
+    # The whole real lab on a student's CPU in a sitting: a share of the real data, fewer epochs, a
+    # smaller transfer input; benchmarks/lab_cost.py projects its minutes on a given machine.
+    "laptop": Profile("laptop", train_images=20_000, test_images=None, batch_size=64,
+                      lab4_epochs=12, transfer_input_size=96, epochs_head=5,
+                      epochs_finetune=2, cam_backbone="vgg16", cam_input_size=224),
     "smoke": Profile("smoke", train_images=1000, test_images=400, batch_size=32,
                      lab4_epochs=1, transfer_input_size=32, epochs_head=1,
                      epochs_finetune=1, cam_backbone="mobilenet_025", cam_input_size=128,
@@ -103,12 +108,12 @@ COURSE_NOTEBOOKS = ("01_tfrecords.ipynb", "02_lab4_retrain.ipynb", "03_resnet_tr
 # table reads 02's results), so the grader skips it when one of them did not pass.
 NOTEBOOK_NEEDS = {"02": ("01",), "03": ("01",)}
 # Whole-notebook time limit per profile (seconds); `--timeout` overrides it.
-GRADE_TIMEOUT_S = {"full": 3 * 3600, "smoke": 600}
+GRADE_TIMEOUT_S = {"full": 3 * 3600, "laptop": 3600, "smoke": 600}
 # Memory one grading job (one student's notebooks, run in turn) may take, for --jobs' default.
-GRADE_JOB_MEMORY_GB = {"full": 6.0, "smoke": 2.0}
+GRADE_JOB_MEMORY_GB = {"full": 6.0, "laptop": 4.0, "smoke": 2.0}
 # Kubernetes (python -m labutils.grade k8s): one pod grades one student, like one local job.
 GRADE_POD_CPUS = 2
-GRADE_POD_GPUS = {"full": 1, "smoke": 0}  # nvidia.com/gpu per pod
+GRADE_POD_GPUS = {"full": 1, "laptop": 0, "smoke": 0}  # nvidia.com/gpu per pod
 GRADE_POD_SETUP_S = 600  # copying the submission and starting up, on top of the notebooks' time limits
 GRADE_K8S_PARALLELISM = 10  # pods at once unless --parallelism says otherwise
 # Seconds without an answer before a download is given up (Keras' own fetch has no time limit).

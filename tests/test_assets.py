@@ -42,9 +42,11 @@ def shared_copy(keras_home, tmp_path) -> Path:
     return copy
 
 
-def cli(*args: str, home: Path) -> subprocess.CompletedProcess:
+def cli(*args: str, home: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KERAS_HOME": str(home)}
+    env.pop("LAB5_CIFAR10", None)  # CIFAR-10 only from the cache, unless the test names a local copy
     return subprocess.run([sys.executable, "-m", "labutils.assets", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "KERAS_HOME": str(home)})
+                          text=True, timeout=120, env={**env, **(extra_env or {})})
 
 
 def table(stdout: str) -> dict[str, list[str]]:
@@ -185,3 +187,33 @@ def test_a_silent_server_is_not_a_hang_for_notebooks(cache, monkeypatch):
         assert time.monotonic() - start < 10
     assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in str(err.value) and "KERAS_HOME" in str(err.value)
     assert socket.getdefaulttimeout() is None  # restored
+
+
+def test_every_asset_has_a_hash_and_the_shared_files_match_theirs(shared_copy, monkeypatch):
+    assert all(a.expected_hash for a in assets.ASSETS.values())
+    for name in ("mobilenet_025_128", "mobilenet_025_224_notop", "imagenet_class_index"):
+        assert len(assets.ASSETS[name].sha256) == 64  # a SHA-256, computed once from a good copy
+    monkeypatch.setenv("KERAS_HOME", str(shared_copy))
+    assert {r["name"]: r["hash_ok"] for r in assets.status(verify=True)}["mobilenet_025_224_notop"] is True
+
+
+def test_a_truncated_weights_file_is_named_with_its_fix(shared_copy):
+    weights = shared_copy / "models" / "mobilenet_2_5_224_tf_no_top.h5"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    run = cli("status", "--verify", home=shared_copy)
+    assert table(run.stdout)["mobilenet_025_224_notop"][1:3] == ["BAD", "HASH"]
+    assert f"{weights} (" in run.stdout and "python -m labutils.assets fetch mobilenet_025_224_notop" in run.stdout
+
+    # Keras reads KERAS_HOME once, at import: load in a process of its own, as a notebook would.
+    load = ("from labutils import backbones\nbackbones.build('mobilenet_025', include_top=False, "
+            "weights='imagenet', input_shape=(224, 224, 3))")
+    run = subprocess.run([sys.executable, "-c", load], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "KERAS_HOME": str(shared_copy), "LAB5_PROFILE": "full"})
+    assert run.returncode != 0 and "AssetMissingError" in run.stderr and "is damaged or truncated" in run.stderr
+    assert str(weights) in run.stderr and "fetch mobilenet_025_224_notop" in run.stderr
+
+
+def test_status_counts_the_local_cifar10_in_use(cache, cifar_subset_dir):
+    run = cli("status", home=cache, extra_env={"LAB5_CIFAR10": str(cifar_subset_dir)})
+    row = next(line for line in run.stdout.splitlines() if line.startswith("cifar10 "))
+    assert "present" in row and str(cifar_subset_dir) in row and "in use: LAB5_CIFAR10" in row
