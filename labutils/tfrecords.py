@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -78,15 +79,20 @@ def write_splits(splits: dict[str, Split], records_dir: Path = config.RECORDS_DI
                  shards: dict[str, int] = config.SHARDS, progress: bool = True) -> dict:
     """Write every split as balanced shards and return the manifest (also saved as ``manifest.json``).
 
-    Atomic and idempotent: shards are written under hidden ``.partial`` names and
-    renamed only once every shard of every split is complete; then stale shards
-    (say, from another shard count) are removed and the manifest is replaced. An
-    interrupted run leaves the previous set and its manifest untouched.
+    Shards are first written under hidden ``.partial`` names; a kill while writing them leaves
+    the previous shards and manifest as they were (the ``.partial`` files are removed by the next
+    run). Once every shard of every split is complete, they are renamed over the old ones one by
+    one, stale shards (say, from another shard count) are removed, and the manifest is replaced
+    last (atomically). A kill during those renames (a fraction of a second) leaves new shards
+    beside the old manifest: readers then refuse them by their SHA-256, naming the shard, and
+    running notebook 01 again repairs it. Writing the same data again gives byte-identical shards.
     """
     from tqdm.auto import tqdm
 
     records_dir = Path(records_dir)
     records_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in records_dir.glob(".*.tfrecord.partial"):  # from a run that was killed
+        leftover.unlink()
     manifest, staged = {"format": {k: v.dtype.name for k, v in FEATURES.items()}, "splits": {}}, []
     bar = tqdm(total=sum(len(s.labels) for s in splits.values()), unit="img", desc="Writing TFRecords",
                disable=not progress)
@@ -125,15 +131,44 @@ def write_splits(splits: dict[str, Split], records_dir: Path = config.RECORDS_DI
     return manifest
 
 
+SHARD_FILE = re.compile(r"^(?P<split>[a-z]+)-\d{5}-of-\d{5}\.tfrecord$")
+
+
 def read_manifest(records_dir: Path = config.RECORDS_DIR) -> dict:
-    """The manifest written by :func:`write_splits`."""
+    """The manifest written by :func:`write_splits`, checked: every split lists its example count and
+    shards, each shard a plain file name of this folder with its count and SHA-256."""
     path = Path(records_dir) / MANIFEST
     if not path.is_file():
         raise RecordsError(f"No TFRecords manifest at {path}. {REWRITE_HINT}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise RecordsError(f"{path} is not valid JSON ({err}). {REWRITE_HINT}") from err
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RecordsError(f"{path} is not valid UTF-8 JSON ({err}). {REWRITE_HINT}") from err
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise RecordsError(f"{path} is damaged: {problem}. {REWRITE_HINT}")
+    return manifest
+
+
+def _manifest_problem(manifest) -> str | None:
+    """What is wrong with a parsed manifest (None: nothing)."""
+    splits = manifest.get("splits") if isinstance(manifest, dict) else None
+    if not isinstance(splits, dict) or not splits:
+        return "it lists no splits"
+    for split, entry in splits.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("examples"), int) \
+                or not isinstance(entry.get("shards"), list):
+            return f"split {split!r} has no example count or shard list"
+        for shard in entry["shards"]:
+            name = shard.get("file") if isinstance(shard, dict) else None
+            match = SHARD_FILE.match(name) if isinstance(name, str) else None
+            if not match or match.group("split") != split:
+                return f"split {split!r} lists {name!r}, not a {split}-NNNNN-of-NNNNN.tfrecord file of this folder"
+            if not isinstance(shard.get("examples"), int) or not isinstance(shard.get("sha256"), str):
+                return f"shard {name} has no example count or SHA-256"
+        if sum(s["examples"] for s in entry["shards"]) != entry["examples"]:
+            return f"split {split!r}: its shards' counts do not add up to {entry['examples']}"
+    return None
 
 
 def num_examples(split: str, records_dir: Path = config.RECORDS_DIR) -> int:

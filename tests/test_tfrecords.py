@@ -160,3 +160,23 @@ def test_missing_manifest_or_shard_says_how_to_fix(full_records, tmp_path):
     (out / "train-00003-of-00012.tfrecord").unlink()
     with pytest.raises(tfrecords.RecordsError, match="train-00003-of-00012.tfrecord.*missing"):
         tfrecords.dataset("train", 8, training=True, records_dir=out)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"{}", "lists no splits"),
+    (b"\xff\xfe not utf-8", "not valid UTF-8 JSON"),
+    (json.dumps({"splits": {"test": {"examples": 1, "shards": [
+        {"file": "../../etc/passwd", "examples": 1, "sha256": "0" * 64}]}}}).encode(), "not a test-NNNNN-of-NNNNN"),
+    (json.dumps({"splits": {"test": {"examples": 5, "shards": []}}}).encode(), "do not add up to 5"),
+])
+def test_a_damaged_manifest_is_refused_naming_the_file_and_the_fix(tmp_path, content, message):
+    (tmp_path / tfrecords.MANIFEST).write_bytes(content)
+    with pytest.raises(tfrecords.RecordsError, match=message) as caught:
+        tfrecords.shard_files("test", tmp_path)
+    assert str(tmp_path / tfrecords.MANIFEST) in str(caught.value) and "notebooks/01_tfrecords.ipynb" in str(caught.value)
+
+
+def test_partial_files_of_a_killed_run_are_cleaned_by_the_next(smoke_splits, tmp_path):
+    (tmp_path / ".train-00000-of-00012.tfrecord.partial").write_bytes(b"half a shard")
+    tfrecords.write_splits({"test": smoke_splits["test"]}, tmp_path, progress=False)
+    assert not list(tmp_path.glob(".*.partial"))
