@@ -26,11 +26,15 @@ RUN python -m pip install -r requirements.txt
 # The downloads (CIFAR-10, ResNet50, VGG16, ImageNet class index: ~820 MB, hashes
 # checked), rebuilt only when the asset list changes, not on every notebook edit.
 COPY labutils/__init__.py labutils/config.py labutils/atomic.py labutils/assets.py labutils/
-RUN python -m labutils.assets fetch && chmod -R a+rwX "$KERAS_HOME"
+# The cache's files are read-only for students; its top folder stays writable (sticky), because Keras
+# writes keras.json there and treats a read-only cache as absent (it would download into /tmp).
+RUN python -m labutils.assets fetch && chmod -R a+rX,go-w "$KERAS_HOME" && chmod a+rwxt "$KERAS_HOME"
 
 COPY . .
-# Writable for any user: notebooks write records/, img_out/ and graded/ here.
-RUN chmod -R a+rwX /lab5
+# Any user may run the lab, but writes only where a student works: the notebooks, the photos, what
+# the notebooks produce, the grader's and the release's outputs. The course code stays read-only.
+RUN mkdir -p graded release && chmod -R a+rX,go-w /lab5 \
+    && chmod -R a+rwX notebooks records img_in img_out graded release
 
 WORKDIR /lab5/notebooks
 EXPOSE 8888

