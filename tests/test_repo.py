@@ -125,3 +125,28 @@ def test_the_image_lets_students_write_only_where_they_work():
             if words[:1] == ["chmod"] and any(re.search(r"[ao]\+\w*w|\+rwX|\+rwx", w) for w in words[1:3]):
                 writable |= {w for w in words[2:] if not w.startswith("-") and not re.match(r"^[ugoa]*[+-]", w)}
     assert writable == {"notebooks", "records", "img_in", "img_out", "graded", "release", '"$KERAS_HOME"'}, writable
+
+
+def test_readme_states_what_config_says():
+    """README facts that come from labutils.config: a change to one without the other fails here."""
+    from labutils import config
+
+    text = (REPO / "README.md").read_text()
+    shards = config.SHARDS
+    assert (f"{sum(shards.values())} TFRecord shards ({shards['train']} train, {shards['val']} validation, "
+            f"{shards['test']} test;") in text
+    hours = lambda s: f"{s // 3600} h" if s >= 3600 else f"{s // 60} min"
+    assert "The timeout covers the whole notebook: " + ", ".join(
+        f"{hours(s)} ({p})" for p, s in list(config.GRADE_TIMEOUT_S.items())[:-1]) in " ".join(text.split())
+    assert ", ".join(f"{g:g} GB {p}" for p, g in config.GRADE_JOB_MEMORY_GB.items()) in " ".join(text.split())
+    rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
+            for line in text.splitlines() if re.match(r"^\| `(full|laptop|smoke)` \|", line)}
+    assert set(rows) == set(config.PROFILES)
+    for name, p in config.PROFILES.items():
+        _, train, test, lab4, transfer, cam = rows[name]
+        assert train == (f"{p.train_images:,}" if p.train_images else "all 50,000")
+        assert test == (f"{p.test_images:,}" if p.test_images else "all 10,000")
+        assert lab4 == f"{p.lab4_epochs} × {p.lab4_seeds}"
+        assert transfer == f"{p.transfer_input_size} px, {p.epochs_head} + {p.epochs_finetune}"
+        assert cam == f"{p.cam_backbone} at {p.cam_input_size} px"
+    assert "NOTEBOOK_NEEDS" not in text or all(f"{n}" in text for n in config.NOTEBOOK_NEEDS)
