@@ -134,6 +134,8 @@ class Outputs:
                 if name not in self.runs:
                     self.runs[name] = make_run(name, root, self.folders[name], [], NOT_STARTED)
             self.summary.update(state=state, complete=complete, environment=environment)
+            if self.summary["submissions"] is not None:
+                self.summary["class_figure"] = report.write_class_figure(self.summary, self.out)
             self._write()
             return self.summary
 

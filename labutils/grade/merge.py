@@ -92,6 +92,7 @@ def merge(results: Path, submissions: Path, out: Path) -> dict:
                "passed": complete and all(r["all_passed"] for r in runs), "runs": runs, "not_graded": not_graded}
     out.mkdir(parents=True, exist_ok=True)
     (out / cli.MARKER).write_text("Written by python -m labutils.grade merge: never graded as a submission.\n")
+    summary["class_figure"] = report.write_class_figure(summary, out)
     atomic.write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     atomic.write_text(out / "report.md", report.render_combined(summary))
     return summary

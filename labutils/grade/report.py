@@ -137,6 +137,52 @@ def render_run(summary: dict, run: dict) -> str:
                      + (["", "## Notes", "", *notes] if notes else [])) + "\n"
 
 
+CLASS_FIGURE = "class_roc_auc.png"
+# The models whose grader-computed test ROC-AUC the class figure shows: (notebook prefix, model) -> label.
+CLASS_MODELS = {("02", "ram"): "Lab 4 CNN, RAM", ("02", "tfrecord"): "Lab 4 CNN, TFRecord",
+                ("03", "transfer"): "transfer"}
+
+
+def class_scores(summary: dict) -> dict[str, list[float]]:
+    """Label -> the grader-computed test ROC-AUC of that model, one per student who has it."""
+    found: dict[str, list[float]] = {label: [] for label in CLASS_MODELS.values()}
+    for run in summary["runs"]:
+        for nb in run["notebooks"]:
+            for row in nb.get("metrics", []):
+                label = CLASS_MODELS.get((nb["notebook"][:2], row.get("model")))
+                if label and row.get("checked") and isinstance(row.get("roc_auc"), float):
+                    found[label].append(row["roc_auc"])
+    return found
+
+
+def write_class_figure(summary: dict, out) -> str | None:
+    """``class_roc_auc.png`` in ``out``: each model's test ROC-AUC across the class (one dot a student,
+    the median marked); returns its file name, or None when no student has a scored model."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, never a window
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    scores = {label: values for label, values in class_scores(summary).items() if values}
+    if not scores:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 1 + 0.8 * len(scores)))
+    rng = np.random.default_rng(0)  # a fixed jitter: the same class gives the same picture
+    for row, (label, values) in enumerate(scores.items()):
+        ax.scatter(values, row + rng.uniform(-0.15, 0.15, len(values)), s=18, alpha=0.6)
+        ax.plot([np.median(values)] * 2, [row - 0.3, row + 0.3], color="black", linewidth=2)
+    ax.set_yticks(range(len(scores)), [f"{label} ({len(v)})" for label, v in scores.items()])
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("test ROC-AUC computed by the grader (black: median; dashed: chance)")
+    ax.set_title(f"{len(summary['runs'])} students")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / CLASS_FIGURE, dpi=100)
+    plt.close(fig)
+    return CLASS_FIGURE
+
+
 def render_combined(summary: dict) -> str:
     """The report of many submissions: a student x notebook table of statuses and metrics."""
     runs = summary["runs"]
@@ -163,5 +209,7 @@ def render_combined(summary: dict) -> str:
                      + f" | not graded: {cell(skipped['reason'])} |")
     problems = [line for run in runs for line in _problems(f"{run['folder']}/", run["notebooks"])]
     notes = [line for run in runs for line in _notes(f"{run['folder']}/", run)]
+    if summary.get("class_figure"):
+        lines += ["", "## The class at a glance", "", f"![Test ROC-AUC across the class]({summary['class_figure']})"]
     return "\n".join(lines + ["", *deliverables.render(runs)] + (["## Failures", "", *problems] if problems else [])
                      + (["", "## Notes", "", *notes] if notes else [])) + "\n"
