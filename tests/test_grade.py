@@ -89,6 +89,15 @@ def run_grader(cwd: Path, *args: str, timeout: float = 180) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout)
 
 
+def student_rows(report_md: str) -> dict[str, str]:
+    """Each student's row of the report's first (student x notebook) table."""
+    rows: dict[str, str] = {}
+    for line in report_md.splitlines():
+        if line.startswith("| "):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    return rows
+
+
 def by_notebook(summary: dict, run: int = 0) -> dict[str, dict]:
     return {nb["notebook"][:2]: nb for nb in summary["runs"][run]["notebooks"]}
 
@@ -251,7 +260,7 @@ def test_submissions_are_graded_in_parallel_each_in_its_own_copy(tmp_path):
     assert spans["alice"][0] <= spans["bob"][1] and spans["bob"][0] <= spans["alice"][1]  # they overlapped
 
     report_md = (out / "report.md").read_text()
-    rows = {line.split("|")[1].strip(): line for line in report_md.splitlines() if line.startswith("| ")}
+    rows = student_rows(report_md)
     assert "F1 0.300" in rows["alice"] and "F1 0.700" in rows["bob"] and "F1 0.700" not in rows["alice"]
     assert "self-reported" in rows["alice"]
     assert "skipped: needs 01" in rows["carol"] and "students/carol/01_make.ipynb: failed at cell 3" in report_md
@@ -590,6 +599,6 @@ def test_the_course_decides_which_notebooks_are_graded(tmp_path):
     assert not any(r["all_passed"] for r in runs.values())
     report_md = (tmp_path / "subs-graded" / "report.md").read_text()
     assert "0 of 3 passed every notebook" in report_md
-    rows = {line.split("|")[1].strip(): line for line in report_md.splitlines() if line.startswith("| ")}
+    rows = student_rows(report_md)
     assert rows["alice"].rstrip().endswith("| 1/4 |") and rows["carol"].rstrip().endswith("| 0/4 |")
     assert "99\\_extra" in report_md or "99_extra" in report_md

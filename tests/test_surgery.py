@@ -45,23 +45,26 @@ def test_cut_shares_layers_and_graft_puts_a_head_on_top():
 
 def test_freeze_and_unfreeze_by_name_regex_and_index_range():
     model = models.lab4_cnn()
+    convs = lambda: {name for name in surgery.trainable_layers(model) if "conv" in name}
     assert surgery.freeze(model, names=["block1_conv1", "dense"]) == ["block1_conv1", "dense"]
     assert not model.get_layer("dense").trainable and model.get_layer("block1_conv2").trainable
     assert surgery.freeze(model, pattern=r"^block2_conv") == ["block2_conv1", "block2_conv2"]
     n = len(model.layers)
     assert surgery.freeze(model, index_range=(n - 2, None)) == ["dense_dropout", "cat"]
-    assert set(surgery.trainable_layers(model)) == {"block1_conv2", "block3_conv1", "block3_conv2"}
+    assert convs() == {"block1_conv2", "block3_conv1", "block3_conv2"}
+    assert "cat" not in surgery.trainable_layers(model) and "block1_bn1" in surgery.trainable_layers(model)
 
-    assert surgery.unfreeze(model, pattern="conv1$", index_range=(0, 7)) == ["block1_conv1", "block2_conv1"]
-    assert set(surgery.trainable_layers(model)) == {"block1_conv1", "block1_conv2", "block2_conv1",
-                                                    "block3_conv1", "block3_conv2"}
+    first_two_blocks = (0, [layer.name for layer in model.layers].index("block2_bn1"))
+    assert surgery.unfreeze(model, pattern="conv1$", index_range=first_two_blocks) == ["block1_conv1", "block2_conv1"]
+    assert convs() == {"block1_conv1", "block1_conv2", "block2_conv1", "block3_conv1", "block3_conv2"}
     with pytest.raises(ValueError, match="no layer named"):
         surgery.freeze(model, names=["nope"])
 
     surgery.freeze(model)
     assert model.trainable_weights == [] and surgery.trainable_layers(model) == []
-    surgery.unfreeze(model)
-    assert len(model.trainable_weights) == 16  # (6 convolutions + 2 dense layers) x (kernel, bias)
+    surgery.unfreeze(model, keep_batchnorm_frozen=False)
+    # 6 convolution kernels (no bias: batch norm follows) + 6 x (gamma, beta) + 2 dense layers x (kernel, bias)
+    assert len(model.trainable_weights) == 6 + 12 + 4
 
 
 def test_summary_counts_every_parameter_once():
