@@ -77,6 +77,12 @@ def check_model(model: keras.Model, backbone: str, input_size: int) -> str:
                         f"{surgery.summary(model)}")
 
 
+def _require_head_trains(model: keras.Model, why: str) -> None:
+    frozen_head = [layer.name for layer in head_layers(model) if not _trainable(layer)]
+    if frozen_head:
+        raise SelfCheckError(f"head layer(s) {frozen_head} are frozen: {why}.")
+
+
 def check_phase1(model: keras.Model) -> str:
     """Only the head trains: no trainable weight in ``conv_base``, every head weight trainable."""
     task = "freeze_conv_base"
@@ -86,9 +92,7 @@ def check_phase1(model: keras.Model) -> str:
     if training:
         raise SelfCheckError(f"{len(training)} conv_base layers would still train in phase 1, e.g. {training[:3]}: "
                              f"freeze all of conv_base (conv_base.trainable = False).")
-    frozen_head = [layer.name for layer in head_layers(model) if not _trainable(layer)]
-    if frozen_head:
-        raise SelfCheckError(f"head layer(s) {frozen_head} are frozen too: phase 1 trains the head.")
+    _require_head_trains(model, "phase 1 trains the head")
     counts = surgery.counts(model)
     return passed(task, f"only the head trains: {counts['trainable']:,} trainable parameters, "
                         f"{counts['frozen']:,} frozen (all of conv_base)")
@@ -113,9 +117,7 @@ def check_phase2(model: keras.Model, pattern: str) -> str:
                f"only layers matching {pattern!r} train in phase 2")
         raise SelfCheckError(f"conv_base layer {name!r} ({kind}) is {'frozen' if should else 'trainable'}: {why} "
                              f"({len(wrong)} layer(s) differ).")
-    frozen_head = [layer.name for layer in head_layers(model) if not _trainable(layer)]
-    if frozen_head:
-        raise SelfCheckError(f"head layer(s) {frozen_head} are frozen: the head keeps training in phase 2.")
+    _require_head_trains(model, "the head keeps training in phase 2")
     names = surgery.trainable_layers(conv_base)
     return passed(task, f"{len(names)} conv_base layers train ({names[0]} ... {names[-1]}), BatchNormalization "
                         f"frozen; {surgery.summary(model)}" if names else f"no conv_base layer matches {pattern!r}")
