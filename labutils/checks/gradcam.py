@@ -37,8 +37,9 @@ def check_heatmap(make_gradcam_heatmap: Callable, model: keras.Model, layer: str
     probs, _ = gradcam(image)
     chosen = int(np.argmax(probs[0])) if class_index is None else int(class_index)
     expected = gradcam(image, {"class": (chosen,)})[1]["class"][0]
-    yours = np.asarray(make_gradcam_heatmap(image, cam.class_scores_model(model), layer,
-                                            None if class_index is None else chosen), dtype=np.float64)
+    # The class is passed explicitly: with near-equal scores (e.g. random weights) two correct argmaxes
+    # could pick different classes.
+    yours = np.asarray(make_gradcam_heatmap(image, cam.class_scores_model(model), layer, chosen), dtype=np.float64)
     yours = np.squeeze(yours)
     if yours.shape != expected.shape:
         raise SelfCheckError(f"your heatmap has shape {yours.shape}, expected {expected.shape}: one value per "
