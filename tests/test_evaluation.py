@@ -56,7 +56,8 @@ def test_threshold_is_chosen_on_validation(colour_model, smoke_splits, smoke_rec
 def test_a_count_different_from_the_manifest_is_refused(colour_model, smoke_records, tmp_path):
     copy = Path(shutil.copytree(smoke_records, tmp_path / "records"))
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["splits"]["test"]["examples"] += 1
+    manifest["splits"]["test"]["examples"] += 1  # a manifest that promises one image more than the shards hold
+    manifest["splits"]["test"]["shards"][-1]["examples"] += 1
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(evaluation.IncompleteEvaluationError, match="saw 400 examples .* lists 401"):
         evaluation.predict(colour_model, "test", records_dir=copy)
