@@ -22,7 +22,7 @@ def test_notebook_03_with_real_imagenet_weights_learns_the_cat_question(tmp_path
     env = {**os.environ, "LAB5_ROOT": str(tmp_path), "LAB5_CIFAR10": str(cifar_subset_dir), "LAB5_PROFILE": "full"}
     run = subprocess.run([sys.executable, "-m", "papermill", str(NB03), str(tmp_path / NB03.name), "-k", "python3",
                           "--cwd", str(NB03.parent), "-p", "profile", "full", "-p", "backbone", "mobilenet_025",
-                          "-p", "input_size", "224", "-p", "epochs_head", "6", "-p", "epochs_finetune", "1"],
+                          "-p", "input_size", "224", "-p", "epochs_head", "10", "-p", "epochs_finetune", "3"],
                          env=env, capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stderr[-3000:]
     record = results.read("03_resnet_transfer", tmp_path / "records" / "results")
