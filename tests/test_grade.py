@@ -77,13 +77,13 @@ def need_bwrap() -> None:
         (pytest.fail if os.environ.get("CI", "").lower() == "true" else pytest.skip)(f"needs bubblewrap: {problem}")
 
 
-def run_grader(cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def run_grader(cwd: Path, *args: str, timeout: float = 180, cifar: Path = CIFAR) -> subprocess.CompletedProcess:
     """``python -m labutils.grade ARGS`` run from ``cwd`` (its labutils is the course's), sandboxed with bwrap."""
     need_bwrap()
     env = {**os.environ, "LAB5_ROOT": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("LAB5_PROFILE", None)
-    if CIFAR.is_dir():  # the grader scores predictions against its own copy of the labels
-        env["LAB5_CIFAR10"] = str(CIFAR)
+    if cifar.is_dir():  # the grader scores predictions against its own copy of the labels
+        env["LAB5_CIFAR10"] = str(cifar)
     sandboxed = args if "--sandbox" in args else (*args, "--sandbox", "bwrap")
     return subprocess.run([sys.executable, "-m", "labutils.grade", *sandboxed], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -169,6 +169,18 @@ def test_a_failing_notebook_is_reported_at_its_cell_and_the_others_pass(tmp_path
     assert "No such kernel" not in run.stdout + run.stderr
     for line in ("03_broken.ipynb: started", "03_broken.ipynb: failed at cell 4: RuntimeError"):
         assert line in run.stdout
+
+
+def test_a_cifar10_source_reached_through_a_symlink_is_readable_in_the_sandbox(tmp_path, cifar_subset_dir):
+    # A shared data folder linked into place (as CI's ../shared can be): bwrap binds the link's target.
+    link = tmp_path / "shared"
+    link.symlink_to(cifar_subset_dir.parent, target_is_directory=True)
+    reads = ("import os\nfrom labutils import config\n"
+             "assert os.path.getsize(os.path.join(config.CIFAR10_SOURCE, 'test_batch')) > 0, config.CIFAR10_SOURCE")
+    course = repository(tmp_path / "course", {"01_reads": [reads]})
+    run = run_grader(course, "--profile", "smoke", cifar=link / cifar_subset_dir.name)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert by_notebook(json.loads((course / "graded" / "summary.json").read_text()))["01"]["status"] == "passed"
 
 
 def test_a_notebook_whose_input_failed_is_skipped(tmp_path):

@@ -222,7 +222,9 @@ class Workspace:
             "KERAS_HOME": str(s / "keras") if settings.isolation.mode == "bwrap" else str(assets.keras_home()),
         })
         if config.CIFAR10_SOURCE:
-            env["LAB5_CIFAR10"] = config.CIFAR10_SOURCE
+            # The real path: the sandbox binds the target of a symlink, not the link.
+            local = "://" not in config.CIFAR10_SOURCE
+            env["LAB5_CIFAR10"] = str(Path(config.CIFAR10_SOURCE).resolve()) if local else config.CIFAR10_SOURCE
         return env
 
     def command(self, argv: list[str], settings: Settings) -> tuple[list[str], dict[str, str]]:
