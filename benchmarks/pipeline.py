@@ -4,8 +4,11 @@ Run: ``python benchmarks/pipeline.py [--source PATH] [--batches N]``. Writes the
 shards of ``--source`` (default ``$LAB5_CIFAR10``, e.g. the shared subset) into a
 temporary folder, then times each pipeline over the same number of training
 batches (shuffled, repeated, scaled to [0, 1]) and prints images/s and ratios.
-Then, for context, the images/s of training the Lab 4 CNN from each of the two
-real pipelines (raw uint8 pixels; the network scales them itself).
+Then the images/s of training the Lab 4 CNN from each of the two real pipelines (raw
+uint8 pixels; the network scales them itself): both fits warmed up first, then measured
+in alternation over ``--rounds`` rounds, since the first fit of a process pays one-off
+costs (about 1.5x an epoch's seconds here) and a contended machine drifts: measured one
+after the other, the order and the drift, not the pipeline, set the ratio.
 """
 from __future__ import annotations
 
@@ -54,17 +57,25 @@ def images_per_second(ds: tf.data.Dataset, batches: int, batch: int, repeats: in
     return statistics.median(runs)
 
 
-def training_images_per_second(ds: tf.data.Dataset, examples: int, batch: int, epochs: int = 2) -> float:
-    """Images/s of ``fit`` on the Lab 4 CNN, over ``epochs`` epochs after a warm-up epoch."""
+def training_rates(datasets: dict[str, tf.data.Dataset], examples: int, batch: int,
+                   rounds: int) -> dict[str, list[float]]:
+    """Images/s of one ``fit`` epoch of the Lab 4 CNN from each dataset, alternating, ``rounds`` times,
+    after a warm-up epoch of each (one model per dataset, same seed)."""
     import keras
 
-    keras.utils.set_random_seed(config.SEED)
-    model = training.compile_binary(models.lab4_cnn(), config.LEARNING_RATES["lab4"])
     steps = training.steps(examples, batch)
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-    start = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=epochs, verbose=0, shuffle=False)
-    return epochs * steps * batch / (time.perf_counter() - start)
+    fitted = {}
+    for name, ds in datasets.items():
+        keras.utils.set_random_seed(config.SEED)
+        fitted[name] = training.compile_binary(models.lab4_cnn(), config.LEARNING_RATES["lab4"])
+        fitted[name].fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    rates = {name: [] for name in datasets}
+    for _ in range(rounds):
+        for name, ds in datasets.items():
+            start = time.perf_counter()
+            fitted[name].fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+            rates[name].append(steps * batch / (time.perf_counter() - start))
+    return rates
 
 
 def main() -> None:
@@ -72,6 +83,7 @@ def main() -> None:
     parser.add_argument("--source", default=None, help="CIFAR-10 source (default: $LAB5_CIFAR10 or Keras' cache)")
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating training epochs per pipeline")
     args = parser.parse_args()
 
     splits = cifar10.prepare_splits(cifar10.load(args.source), config.profile("full"))
@@ -89,8 +101,7 @@ def main() -> None:
         raw_ram = tf.data.Dataset.from_tensor_slices((train.images, train.labels.astype("float32")))
         raw_ram = raw_ram.shuffle(10_000, seed=config.SEED).repeat().batch(b).prefetch(tf.data.AUTOTUNE)
         raw_tfr = tfrecords.dataset("train", b, training=True, preprocess=None, records_dir=records)
-        fit_ram = training_images_per_second(raw_ram, len(train.labels), b)
-        fit_tfr = training_images_per_second(raw_tfr, len(train.labels), b)
+        fits = training_rates({"RAM": raw_ram, "TFRecord": raw_tfr}, len(train.labels), b, args.rounds)
 
     print(f"Input pipelines alone: {len(train.labels):,} training images, batch {b}, {n} batches, median of 3 runs")
     for name, rate in rates.items():
@@ -98,9 +109,13 @@ def main() -> None:
     tfr = rates["TFRecord (labutils.tfrecords)"]
     for name in ("in-RAM float32 (Lab 4 way)", "in-RAM uint8, scaled per batch", "naive parse_single_example"):
         print(f"  TFRecord / {name:32s} {tfr / rates[name]:5.2f}x")
-    print("Training the Lab 4 CNN from each (fit, 2 epochs after a warm-up epoch):")
-    print(f"  from in-RAM arrays {fit_ram:10,.0f} images/s")
-    print(f"  from TFRecords     {fit_tfr:10,.0f} images/s   TFRecord / in-RAM: {fit_tfr / fit_ram:.2f}x")
+    print(f"Training the Lab 4 CNN from each (one epoch each in turn, {args.rounds} rounds after a warm-up epoch):")
+    for name, rates in fits.items():
+        print(f"  from {name:9s} median {statistics.median(rates):6,.0f} images/s   rounds: "
+              + " ".join(f"{r:,.0f}" for r in rates))
+    per_round = [t / r for r, t in zip(fits["RAM"], fits["TFRecord"])]
+    print(f"  TFRecord / in-RAM: {statistics.median(fits['TFRecord']) / statistics.median(fits['RAM']):.2f}x "
+          f"(per round: {' '.join(f'{x:.2f}' for x in per_round)})")
 
 
 if __name__ == "__main__":

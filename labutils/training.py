@@ -11,6 +11,7 @@ import dataclasses
 import math
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -152,6 +153,15 @@ def summarize(*runs: Run) -> dict:
     epochs = sum(r.epochs for r in runs)
     return {"epochs": epochs, "seconds_per_epoch": sum(r.seconds for r in runs) / max(epochs, 1),
             f"best_{config.MONITOR}": max(r.best for r in runs)}
+
+
+def images_per_second(runs: Sequence[Run], images_per_epoch: int) -> float:
+    """Steady training throughput (images/s): ``images_per_epoch`` over the median epoch's seconds,
+    validation included, each run's first epoch left out (it traces the graph and warms up caches,
+    and costs the first run of a session most: a pipeline comparison would measure the order).
+    Runs of one epoch (the ``smoke`` profile) count that epoch."""
+    steady = [s for run in runs for s in run.epoch_seconds[1:]] or [s for run in runs for s in run.epoch_seconds]
+    return images_per_epoch / float(np.median(steady)) if steady else float("nan")
 
 
 def concat(*runs: Run) -> dict[str, list[float]]:

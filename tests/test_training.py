@@ -41,6 +41,13 @@ def test_class_weights_balance_the_two_classes():
         training.class_weights(10, 0)
 
 
+def test_throughput_leaves_out_each_runs_first_epoch():
+    run = lambda *seconds: training.Run("r", {}, list(seconds), 0.5, Path("unused"))
+    # First epochs (10 s, 9 s) left out: the median of 2, 3 and 4 s per 600 images.
+    assert training.images_per_second([run(10, 2, 3), run(9, 4)], 600) == 200
+    assert training.images_per_second([run(6), run(4)], 600) == 120  # one-epoch runs: those epochs
+
+
 def test_finite_pixel_datasets_declare_their_length(smoke_records):
     val = training.pixels("val", 32, records_dir=smoke_records)
     assert int(val.cardinality()) == training.steps(100, 32) == 4
