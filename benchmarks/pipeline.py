@@ -6,10 +6,10 @@ temporary folder, then times each pipeline over the same number of training
 batches (shuffled, repeated, scaled to [0, 1]) and prints images/s and ratios.
 Then the images/s of training the Lab 4 CNN from each of the two real pipelines (raw
 uint8 pixels; the network scales them itself): both fits warmed up first, then measured
-in alternation over ``--rounds`` rounds, since the first fit of a process pays one-off
-costs (about 1.5x an epoch's seconds here) and a contended machine drifts: measured one
-after the other, the order and the drift, not the pipeline, set the ratio. The headline ratio
-compares the best round of each (``timeit``'s rule), the medians follow.
+in alternation over ``--rounds`` rounds. On the 2-core CI machine the very same fit runs,
+for several epochs at a time, in a slower mode (about two thirds of its speed) whichever
+pipeline feeds it: measured one after the other, that mode, not the pipeline, sets the ratio.
+The headline ratio compares the best round of each (``timeit``'s rule), the medians follow.
 """
 from __future__ import annotations
 
