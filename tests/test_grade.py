@@ -132,7 +132,7 @@ def test_a_failing_notebook_is_reported_at_its_cell_and_the_others_pass(tmp_path
         "01_make": [MAKE],
         "02_use": [USE],
         "03_broken": ["total = 1", "raise RuntimeError(f'found {total} cat | expected 40')", "print('never')"],
-        "04_free": ["print('free')"],
+        "04_free": ["print('free')", "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);"],
     })
     before = tree(repo)
 
@@ -164,6 +164,9 @@ def test_a_failing_notebook_is_reported_at_its_cell_and_the_others_pass(tmp_path
     # executed copies in graded/; the repository itself untouched (it ran in a private copy)
     executed = nbformat.read(repo / "graded" / "03_broken.ipynb", as_version=4)
     assert any(o.get("ename") == "RuntimeError" for c in executed.cells for o in c.get("outputs", []))
+    # a grader reads the figures (loss curves, heatmaps) in the executed notebook, as a student saw them
+    plotted = nbformat.read(repo / "graded" / "04_free.ipynb", as_version=4)
+    assert any("image/png" in o.get("data", {}) for c in plotted.cells for o in c.get("outputs", []))
     assert tree(repo).keys() - {k for k in tree(repo) if k.startswith("graded")} == before.keys()
     assert all(tree(repo)[k] == v for k, v in before.items())
     assert "No such kernel" not in run.stdout + run.stderr

@@ -215,7 +215,9 @@ class Workspace:
             "HOME": str(s / "home"), "TMPDIR": str(s / "tmp"), "JUPYTER_PATH": str(s / "spec"),
             "JUPYTER_RUNTIME_DIR": str(s / "runtime"), "JUPYTER_CONFIG_DIR": str(s / "jupyter-config"),
             "JUPYTER_DATA_DIR": str(s / "jupyter-data"), "IPYTHONDIR": str(s / "ipython"),
-            "MPLCONFIGDIR": str(s / "matplotlib"), "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": str(s / "matplotlib"),
+            # Figures go into the executed notebook, as in JupyterLab: the grader reads the curves and heatmaps.
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "PYTHONPATH": str(COURSE_ROOT), "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1",
             "LAB5_ROOT": str(self.root), "LAB5_PROFILE": settings.profile,
             # bwrap: a writable home over the read-only cache (sandbox.wrap); else the grader's own
