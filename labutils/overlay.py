@@ -109,14 +109,14 @@ def plot_grid(rows: list[dict], thumbs: list[dict[str, np.ndarray]], cell: float
     keys = list(thumbs[0])
     # Each row as tall as its photo's shape needs, plus room for the titles.
     aspects = [max(p.shape[0] / p.shape[1] for p in pictures.values()) for pictures in thumbs]
-    heights = [cell * aspect + 0.7 for aspect in aspects]
+    heights = [cell * aspect + 0.8 for aspect in aspects]
+    # Constrained layout makes room for each row's titles (tight_layout let four-line titles overlap the row above).
     fig, axes = plt.subplots(len(rows), len(keys), figsize=(cell * len(keys), sum(heights)), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
+                             gridspec_kw={"height_ratios": heights}, layout="constrained")
     for ax_row, row, pictures in zip(axes, rows, thumbs):
         titles = _titles(row)
         for ax, key in zip(ax_row, keys):
             ax.imshow(pictures[key])
             ax.set_title(titles.get(key, key), fontsize=9)
             ax.axis("off")
-    fig.tight_layout()
     return fig
