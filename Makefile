@@ -1,5 +1,5 @@
 # `make lab`: run every notebook headlessly (papermill) into graded/, with a report.
-# `make test`: unit tests and nbval (smoke profile). `make release`: the student version.
+# `make test`: unit tests (the 15 slowest listed, to keep CI short) and nbval (smoke profile). `make release`: the student version.
 # Both create or reuse the virtual environment in .venv; `make test` also installs bubblewrap
 # (the grader's sandbox) when it is missing and we are root (CI), else says how to.
 PYTHON ?= python3
@@ -33,7 +33,7 @@ bwrap:
 	  fi; }
 
 test: venv bwrap
-	LAB5_PROFILE=smoke $(PY) -m pytest tests
+	LAB5_PROFILE=smoke $(PY) -m pytest tests --durations=15
 	LAB5_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 
 # The student version of the lab (solutions stripped, no outputs) in release/.
