@@ -3,7 +3,7 @@
 Every run keeps the best weights by validation ROC-AUC (``config.MONITOR``): a ModelCheckpoint
 writes them to ``records/checkpoints/<run>.weights.h5``, EarlyStopping stops when they stop
 improving (never before ``config.MIN_EPOCHS``), ReduceLROnPlateau halves the learning rate when
-validation loss stalls, and after ``fit`` the model holds the best weights again. TensorBoard logs go to ``records/logs/<run>``.
+that stalls (``config.LR_PLATEAU``), and after ``fit`` the model holds the best weights again. TensorBoard logs go to ``records/logs/<run>``.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def checkpoint_path(run_name: str) -> Path:
 def callbacks(run_name: str, checkpoint: Path, best_so_far: float | None = None,
               patience: int = config.PATIENCE, min_epochs: int = config.MIN_EPOCHS) -> list[keras.callbacks.Callback]:
     """Checkpoint of the best weights (better than ``best_so_far`` when given), early stopping that never
-    stops before epoch ``min_epochs``, a halved learning rate when validation loss stalls, TensorBoard."""
+    stops before epoch ``min_epochs``, a halved learning rate when the monitored value stalls, TensorBoard."""
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=config.MONITOR, mode="max",
@@ -115,7 +115,7 @@ def callbacks(run_name: str, checkpoint: Path, best_so_far: float | None = None,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.EarlyStopping(monitor=config.MONITOR, mode="max", patience=patience,
                                       start_from_epoch=min_epochs, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min", **config.LR_PLATEAU),
+        keras.callbacks.ReduceLROnPlateau(monitor=config.MONITOR, mode="max", **config.LR_PLATEAU),
         keras.callbacks.TensorBoard(log_dir=str(config.LOGS_DIR / run_name), profile_batch=0),
     ]
 
