@@ -24,14 +24,17 @@ HEAD = "head"
 
 
 def lab4_cnn(input_shape: tuple[int, int, int] = config.IMAGE_SHAPE,
-             filters: tuple[int, ...] = (32, 64, 128), dense_units: int = 128,
-             dropout: float = 0.25, head_dropout: float = 0.5) -> keras.Model:
+             filters: tuple[int, ...] = (32, 64, 128), dropout: float = 0.25,
+             head_dropout: float = 0.3) -> keras.Model:
     """A plain small CNN: ``len(filters)`` blocks of two 3x3 convolutions (each followed by batch
-    normalization and a ReLU), max pooling and dropout, then a dense layer, dropout and one sigmoid unit.
+    normalization and a ReLU), max pooling and dropout, then global average pooling, dropout and
+    one sigmoid unit.
 
     Pixels are scaled to [0, 1] by its first layer, then augmented while training only (random
     horizontal flips and shifts, ``config.AUGMENT``): both happen inside the model, so arrays in RAM
-    and TFRecords feed it the same raw pixels.
+    and TFRecords feed it the same raw pixels. Global average pooling (one number per feature
+    map) in place of Lab 4's Flatten + Dense leaves the head one weight per feature map instead of
+    a dense layer over every position of every map, which a few thousand training images cannot pin down.
     """
     inputs = keras.Input(input_shape, name="pixels")
     x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
@@ -46,9 +49,8 @@ def lab4_cnn(input_shape: tuple[int, int, int] = config.IMAGE_SHAPE,
             x = keras.layers.ReLU(name=f"block{block}_relu{conv}")(x)
         x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
         x = keras.layers.Dropout(dropout, name=f"block{block}_dropout")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
-    x = keras.layers.Dropout(head_dropout, name="dense_dropout")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(head_dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="cat")(x)
     return keras.Model(inputs, outputs, name="lab4_cnn")
 

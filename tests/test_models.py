@@ -26,6 +26,7 @@ def test_lab4_cnn_maps_raw_pixels_to_one_probability():
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds[1] == "Rescaling" and kinds.count("Conv2D") == 6 and kinds.count("MaxPooling2D") == 3
     assert "Dropout" in kinds and kinds[-1] == "Dense" and model.layers[-1].units == 1
+    assert kinds[-3] == "GlobalAveragePooling2D"  # one value per feature map feeds the output, no Flatten
     assert 100_000 < model.count_params() < 1_000_000  # small: Lab 4 trains it from scratch on CPU
 
 
