@@ -15,6 +15,7 @@ Environment variables (read once, when this module is imported):
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from pathlib import Path
 
@@ -88,17 +89,41 @@ PROFILES = {
                      epochs_finetune=1, cam_backbone="mobilenet_025", cam_input_size=128,
                      stand_ins_if_offline=True),
 }
-PROFILE_NAME = os.environ.get("LAB5_PROFILE", "full")
 
 
-def profile(name: str | None = None) -> Profile:
-    """The settings of profile ``name`` (default: ``$LAB5_PROFILE``, else ``full``)."""
-    name = name or PROFILE_NAME
+def gpu_present() -> str | None:
+    """The first NVIDIA GPU device this machine shows (``/dev/nvidia0``...), or None.
+
+    Read from the device files, not from TensorFlow (whose import takes seconds): what a
+    profile's default needs to know is whether the machine has a GPU at all.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return None  # GPUs hidden on purpose
+    devices = sorted(glob.glob("/dev/nvidia[0-9]*"))
+    return devices[0] if devices else None
+
+
+def resolve_profile(name: str | None = None) -> tuple[Profile, str]:
+    """The profile ``name`` stands for, and why: the name given, else ``$LAB5_PROFILE``, else the
+    machine's (``full`` with a GPU, ``laptop`` without one)."""
+    if name:
+        why = "chosen explicitly"
+    elif os.environ.get("LAB5_PROFILE"):
+        name, why = os.environ["LAB5_PROFILE"], "from $LAB5_PROFILE"
+    else:
+        gpu = gpu_present()
+        name = "full" if gpu else "laptop"
+        why = (f"a GPU was found ({gpu})" if gpu else "no GPU found") + "; set LAB5_PROFILE or pass a profile to choose"
     try:
-        return PROFILES[name]
+        return PROFILES[name], why
     except KeyError:
         raise ValueError(f"Unknown profile {name!r}: set LAB5_PROFILE (or the notebook's "
                          f"`profile` parameter) to one of {sorted(PROFILES)}.") from None
+
+
+def profile(name: str | None = None) -> Profile:
+    """The settings of profile ``name`` (default: ``$LAB5_PROFILE``, else ``full`` with a GPU, ``laptop`` without)."""
+    return resolve_profile(name)[0]
 
 # The notebooks every submission must hold, in grading order: the course decides what is
 # graded, not the student's folder.

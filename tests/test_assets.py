@@ -163,7 +163,7 @@ def test_a_notebook_call_fails_at_once_naming_the_asset(cache, monkeypatch):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setattr(resnet, "BASE_WEIGHTS_PATH", f"http://127.0.0.1:{port}/")
-    monkeypatch.setattr(config, "PROFILE_NAME", "full")  # smoke would build with random weights instead
+    monkeypatch.setenv("LAB5_PROFILE", "full")  # smoke would build with random weights instead
     start = time.monotonic()
     with pytest.raises(assets.AssetMissingError) as err:
         backbones.build("resnet50", include_top=False, weights="imagenet", input_shape=(32, 32, 3))

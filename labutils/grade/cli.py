@@ -168,7 +168,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser = argparse.ArgumentParser(prog="python -m labutils.grade", description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=doc.split("\n\n", 1)[1])
-    parser.add_argument("--profile", choices=sorted(config.PROFILES), default=config.PROFILE_NAME,
+    parser.add_argument("--profile", choices=sorted(config.PROFILES), default=config.profile().name,
                         help="passed to every notebook as the `profile` parameter (default: $LAB5_PROFILE or full)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="another parameter for every notebook (VALUE read as a number, true/false/None or "
