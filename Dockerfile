@@ -4,7 +4,7 @@
 #   docker build -t lab5 .
 #   docker run --rm -p 8888:8888 lab5                      # open the printed URL (it carries the token)
 #   docker run --rm -v "$PWD/submissions:/subs:ro" -v "$PWD/graded:/graded" lab5 \
-#       python -m labutils.grade --submissions /subs --out /graded
+#       python -m grader run --submissions /subs --out /graded
 #
 # The base is the official TensorFlow image with Jupyter, at the tag of the
 # tensorflow== pin in requirements.txt (tests/test_repo.py checks they agree);

@@ -1,16 +1,18 @@
-# `make lab`: run every notebook headlessly (papermill) into graded/, with a report.
-# `make test`: unit tests (the 15 slowest listed, to keep CI short) and nbval (smoke profile). `make release`: the student version.
+# `make lab`: run every notebook headlessly (papermill) into graded/, with a report; the profile is
+# PROFILE= if given, else $LAB5_PROFILE, else the machine's (laptop without a GPU, full with one).
+# `make test`: unit tests (the 15 slowest listed, to keep CI short) and nbval (smoke profile).
+# `make release`: the student version (solutions stripped, no course tools) in release/.
 # Both create or reuse the virtual environment in .venv; `make test` also installs bubblewrap
 # (the grader's sandbox) when it is missing and we are root (CI), else says how to.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PROFILE ?= full
+PROFILE ?=
 
 .PHONY: venv bwrap lab test smoke release clean
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -18,10 +20,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 lab: venv
-	$(PY) -m labutils.grade --profile $(PROFILE)
+	@$(PY) -m grader run $(if $(PROFILE),--profile $(PROFILE))
 
 smoke: venv
-	$(PY) -m labutils.grade --profile smoke
+	$(PY) -m grader run --profile smoke
 
 bwrap:
 	@command -v bwrap >/dev/null 2>&1 || { \
@@ -36,9 +38,8 @@ test: venv bwrap
 	LAB5_PROFILE=smoke $(PY) -m pytest tests --durations=15
 	LAB5_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 
-# The student version of the lab (solutions stripped, no outputs) in release/.
 release: venv
-	$(PY) -m labutils.release --out release
+	$(PY) -m grader release --out release
 
 clean:
 	rm -rf graded release records/results records/logs records/checkpoints records/*.tfrecord \

@@ -26,7 +26,6 @@ RESULTS_DIR = RECORDS_DIR / "results"
 LOGS_DIR = RECORDS_DIR / "logs"
 IMG_IN = ROOT / "img_in"
 IMG_OUT = ROOT / "img_out"
-GRADED_DIR = ROOT / "graded"
 
 CIFAR10_SOURCE = os.environ.get("LAB5_CIFAR10") or None
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -125,23 +124,6 @@ def profile(name: str | None = None) -> Profile:
     """The settings of profile ``name`` (default: ``$LAB5_PROFILE``, else ``full`` with a GPU, ``laptop`` without)."""
     return resolve_profile(name)[0]
 
-# The notebooks every submission must hold, in grading order: the course decides what is
-# graded, not the student's folder.
-COURSE_NOTEBOOKS = ("01_tfrecords.ipynb", "02_lab4_retrain.ipynb", "03_resnet_transfer.ipynb", "04_vgg16_cam.ipynb")
-
-# Grading (python -m labutils.grade). A notebook listed here reads what the named
-# ones wrote (01 writes records/manifest.json and the shards; 03's comparison
-# table reads 02's results), so the grader skips it when one of them did not pass.
-NOTEBOOK_NEEDS = {"02": ("01",), "03": ("01",)}
-# Whole-notebook time limit per profile (seconds); `--timeout` overrides it.
-GRADE_TIMEOUT_S = {"full": 3 * 3600, "laptop": 3600, "smoke": 600}
-# Memory one grading job (one student's notebooks, run in turn) may take, for --jobs' default.
-GRADE_JOB_MEMORY_GB = {"full": 6.0, "laptop": 4.0, "smoke": 2.0}
-# Kubernetes (python -m labutils.grade k8s): one pod grades one student, like one local job.
-GRADE_POD_CPUS = 2
-GRADE_POD_GPUS = {"full": 1, "laptop": 0, "smoke": 0}  # nvidia.com/gpu per pod
-GRADE_POD_SETUP_S = 600  # copying the submission and starting up, on top of the notebooks' time limits
-GRADE_K8S_PARALLELISM = 10  # pods at once unless --parallelism says otherwise
 # Seconds without an answer before a download is given up (Keras' own fetch has no time limit).
 DOWNLOAD_TIMEOUT_S = 30
 

@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from labutils import config
-from labutils.grade import k8s as grade_k8s
+from labutils import config, course
+from grader import k8s as grade_k8s, settings
 
 REPO = Path(__file__).resolve().parents[1]
 K8S_VERSION = "1.37.0"  # the schemas kubernetes-validate ships; a cluster of that version accepts the manifest
@@ -26,7 +26,7 @@ def make_class(folder: Path, names: list[str]) -> Path:
 
 
 def generate(submissions: Path, *args: str) -> list[dict]:
-    out = subprocess.run([sys.executable, "-m", "labutils.grade", "k8s", "--submissions", str(submissions),
+    out = subprocess.run([sys.executable, "-m", "grader", "k8s", "--submissions", str(submissions),
                           "--image", "registry.example.org/lab5:2026", *args],
                          capture_output=True, text=True, check=True).stdout
     return list(yaml.safe_load_all(out))
@@ -61,7 +61,7 @@ def test_manifest_is_valid_for_one_and_for_500_students(tmp_path, size):
     validate(documents)
     job = job_of(documents)["spec"]
     assert job["completionMode"] == "Indexed" and job["completions"] == size
-    assert job["parallelism"] == min(size, config.GRADE_K8S_PARALLELISM)
+    assert job["parallelism"] == min(size, settings.K8S_PARALLELISM)
     assert json.loads(documents[0]["data"][grade_k8s.STUDENTS_FILE]) == names
 
 
@@ -85,8 +85,8 @@ def test_the_pod_is_the_sandbox(tmp_path):
     pod = job["template"]["spec"]
     assert job["backoffLimit"] == 0  # a failing notebook is a grade, not something to retry
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
-    assert pod["activeDeadlineSeconds"] == (config.GRADE_TIMEOUT_S["full"] * len(config.COURSE_NOTEBOOKS)
-                                            + config.GRADE_POD_SETUP_S)
+    assert pod["activeDeadlineSeconds"] == (settings.TIMEOUT_S["full"] * len(course.NOTEBOOKS)
+                                            + settings.POD_SETUP_S)
     for container in pod["initContainers"] + pod["containers"]:
         security = container["securityContext"]
         assert security["runAsNonRoot"] and security["runAsUser"] != 0
@@ -95,9 +95,9 @@ def test_the_pod_is_the_sandbox(tmp_path):
     grade, publish = pod["initContainers"][0], pod["containers"][0]
     mounts = {m["name"]: m for m in grade["volumeMounts"]}
     assert mounts["submissions"]["readOnly"] and "results" not in mounts  # student code never sees the results
-    assert grade["resources"]["limits"] == {"cpu": str(config.GRADE_POD_CPUS), "memory": "6Gi",
+    assert grade["resources"]["limits"] == {"cpu": str(settings.JOB_CPUS), "memory": "6Gi",
                                             "nvidia.com/gpu": "1"}
-    assert "labutils.grade" not in publish["command"][2]  # publishing runs no student code
+    assert "grader" not in publish["command"][2]  # publishing runs no student code
     policy = next(doc for doc in documents if doc["kind"] == "NetworkPolicy")["spec"]
     assert policy["egress"] == [] and "Egress" in policy["policyTypes"]
     assert policy["podSelector"]["matchLabels"] == job["template"]["metadata"]["labels"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labutils import config, release
-from labutils.grade import sandbox
+from labutils import config, course
+from grader import release, sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("labutils", "notebooks", "img_in", "Makefile", "requirements.txt", "pyproject.toml", "README.md")
@@ -77,18 +77,35 @@ def solution_lines(nb: nbformat.NotebookNode) -> set[str]:
 
 def test_every_course_notebook_has_exercises_and_the_release_holds_no_solution(tmp_path):
     made = release.release(tmp_path / "release")
-    assert set(made) == set(config.COURSE_NOTEBOOKS) and all(made.values())
-    for name in config.COURSE_NOTEBOOKS:
-        course = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    assert set(made) == {nb.name for nb in course.NOTEBOOKS} and all(made.values())
+    for name in (nb.name for nb in course.NOTEBOOKS):
+        solved = nbformat.read(REPO / "notebooks" / name, as_version=4)
         student = nbformat.read(tmp_path / "release" / "notebooks" / name, as_version=4)
         text = "\n".join(cell.source for cell in student.cells)
         lines = {line.strip() for line in text.splitlines()}
-        assert solution_lines(course) and not solution_lines(course) & lines, name
+        assert solution_lines(solved) and not solution_lines(solved) & lines, name
         assert text.count("# YOUR CODE HERE") == len(made[name])
-        assert [c.source for c in course.cells if c.cell_type == "markdown"] == \
+        assert [c.source for c in solved.cells if c.cell_type == "markdown"] == \
                [c.source for c in student.cells if c.cell_type == "markdown"]  # everything else unchanged
-        tags = [c for c in course.cells if "deliverable" in c.metadata.get("tags", [])]
+        tags = [c for c in solved.cells if course.DISCUSSION_TAG in c.metadata.get("tags", [])]
         assert len(tags) == (0 if name.startswith("01") else 1), name
+
+
+def test_the_release_holds_the_lab_and_none_of_the_course_tools(tmp_path):
+    release.release(tmp_path / "release")
+    root = tmp_path / "release"
+    top = {p.name for p in root.iterdir()}
+    assert top == {"labutils", "notebooks", "img_in", "records", "img_out", "requirements.txt", "pyproject.toml",
+                   "README.md", "Makefile"}, top
+    assert not list(root.rglob("grade*")) and not list(root.rglob("test_*.py"))
+    readme, makefile = (root / "README.md").read_text(), (root / "Makefile").read_text()
+    for tool in ("grader", "pytest", "benchmarks", "deploy", "tests/", "release", "Dockerfile", "requirements-dev"):
+        assert tool not in readme and tool not in makefile, tool
+    # The student's README names the course's notebooks and exercises as course.py has them.
+    for nb in course.NOTEBOOKS:
+        assert f"`{nb.name}`" in readme and all(f"`{name}`" in readme for name in nb.exercises), nb.name
+    # Its Makefile works on what the release holds: the venv target names only shipped files.
+    assert "requirements.txt" in makefile and "jupyter lab notebooks/" in makefile
 
 
 @pytest.mark.parametrize("name", ["02_lab4_retrain.ipynb", "03_resnet_transfer.ipynb"])
@@ -137,7 +154,7 @@ def test_the_grader_scores_the_deliverables(tmp_path):
     out = tmp_path / "graded"
     env = lab_env()
     env.pop("LAB5_PROFILE")
-    run = subprocess.run([sys.executable, "-m", "labutils.grade", "--profile", "smoke", "--submissions", str(subs),
+    run = subprocess.run([sys.executable, "-m", "grader", "--profile", "smoke", "--submissions", str(subs),
                           "--out", str(out), "--sandbox", "bwrap", "--jobs", "1"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=1200)
     assert run.returncode == 1, run.stdout[-3000:]

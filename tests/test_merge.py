@@ -1,4 +1,4 @@
-"""One class report from many pods (``python -m labutils.grade merge``): three tiny students graded in one
+"""One class report from many pods (``python -m grader merge``): three tiny students graded in one
 local ``--submissions`` run and, as the Kubernetes pods grade them, one at a time, then merged. The two
 summaries must agree field by field, timings excepted."""
 from __future__ import annotations
@@ -32,7 +32,7 @@ def grade_one_as_a_pod(course: Path, student: Path, out: Path) -> None:
     shutil.copytree(student, copy)
     env = {**os.environ, "LAB5_ROOT": str(copy), "TF_CPP_MIN_LOG_LEVEL": "2", "LAB5_CIFAR10": str(CIFAR)}
     env.pop("LAB5_PROFILE", None)
-    subprocess.run([sys.executable, "-m", "labutils.grade", "--profile", "smoke", "--sandbox", "none", "--out",
+    subprocess.run([sys.executable, "-m", "grader", "--profile", "smoke", "--sandbox", "none", "--out",
                     str(out)], cwd=course, env=env, capture_output=True, text=True, timeout=300)
     shutil.rmtree(copy)
 
@@ -50,7 +50,7 @@ def test_merging_pod_results_gives_the_local_class_report(tmp_path):
     results = tmp_path / "results"
     for student in sorted(subs.iterdir()):
         grade_one_as_a_pod(course, student, results / student.name)
-    merged = subprocess.run([sys.executable, "-m", "labutils.grade", "merge", str(results), "--submissions",
+    merged = subprocess.run([sys.executable, "-m", "grader", "merge", str(results), "--submissions",
                              str(subs), "--out", str(tmp_path / "merged")], cwd=course,
                             capture_output=True, text=True, timeout=120)
     assert merged.returncode == 1, merged.stderr  # bob failed: the class did not pass
@@ -79,7 +79,7 @@ def test_a_lost_pod_and_a_damaged_result_are_rows_not_gaps(tmp_path):
     (results / "bob" / "summary.json").write_text('{"runs": [')  # cut short
     # carol: no folder at all (the pod was lost)
 
-    merged = subprocess.run([sys.executable, "-m", "labutils.grade", "merge", str(results), "--submissions",
+    merged = subprocess.run([sys.executable, "-m", "grader", "merge", str(results), "--submissions",
                              str(subs), "--out", str(tmp_path / "merged")], cwd=course,
                             capture_output=True, text=True, timeout=120)
 

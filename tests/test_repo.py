@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labutils.grade import runner
+from grader import settings
+from labutils import course
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,9 +42,9 @@ def test_notebook_is_committed_without_outputs(path):
 
 @each_notebook
 def test_notebook_is_gradable(path):
-    """Named NN_*.ipynb in notebooks/ (the grader runs only those) with a papermill parameters cell first."""
-    assert path.parent == REPO / "notebooks" and runner.NOTEBOOK_PATTERN.match(path.name), \
-        f"{path.relative_to(REPO)}: the grader runs notebooks/NN_name.ipynb only"
+    """A course notebook (labutils.course: the grader runs only those) with a papermill parameters cell first."""
+    assert path.parent == REPO / "notebooks" and path.name in {nb.name for nb in course.NOTEBOOKS}, \
+        f"{path.relative_to(REPO)}: the grader runs the notebooks of labutils.course.NOTEBOOKS only"
     code = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
     assert code and "parameters" in code[0].metadata.get("tags", []), \
         f"{path.name}: the first code cell must carry the papermill `parameters` tag"
@@ -147,8 +148,8 @@ def test_readme_states_what_config_says():
             f"{shards['test']} test;") in text
     hours = lambda s: f"{s // 3600} h" if s >= 3600 else f"{s // 60} min"
     assert "The timeout covers the whole notebook: " + ", ".join(
-        f"{hours(s)} ({p})" for p, s in list(config.GRADE_TIMEOUT_S.items())[:-1]) in " ".join(text.split())
-    assert ", ".join(f"{g:g} GB {p}" for p, g in config.GRADE_JOB_MEMORY_GB.items()) in " ".join(text.split())
+        f"{hours(s)} ({p})" for p, s in list(settings.TIMEOUT_S.items())[:-1]) in " ".join(text.split())
+    assert ", ".join(f"{g:g} GB {p}" for p, g in settings.JOB_MEMORY_GB.items()) in " ".join(text.split())
     rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
             for line in text.splitlines() if re.match(r"^\| `(full|laptop|smoke)` \|", line)}
     assert set(rows) == set(config.PROFILES)
@@ -159,4 +160,7 @@ def test_readme_states_what_config_says():
         assert lab4 == f"{p.lab4_epochs} × {p.lab4_seeds}"
         assert transfer == f"{p.transfer_input_size} px, {p.epochs_head} + {p.epochs_finetune}"
         assert cam == f"{p.cam_backbone} at {p.cam_input_size} px"
-    assert "NOTEBOOK_NEEDS" not in text or all(f"{n}" in text for n in config.NOTEBOOK_NEEDS)
+    # The notebooks table names each course notebook, and the exercises list each exercise.
+    for nb in course.NOTEBOOKS:
+        assert f"`notebooks/{nb.name}`" in text and all(f"`{name}`" in text for name in nb.exercises), nb.name
+    assert "config.NOTEBOOK_NEEDS" not in text and "config.COURSE_NOTEBOOKS" not in text

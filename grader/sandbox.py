@@ -12,13 +12,14 @@ nothing here is a sandbox of our own.
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from grader.schema import Isolation
 
 MODES = ("auto", "bwrap", "none")
 INSTALL_HINT = "install it: apt-get install bubblewrap (Debian/Ubuntu), dnf install bubblewrap (Fedora)"
@@ -34,14 +35,6 @@ NAMESPACES = ("--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"
 
 class SandboxError(RuntimeError):
     """``--sandbox bwrap`` asked for, but bwrap is missing or cannot run here."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Isolation:
-    """How submissions run: ``mode`` ("bwrap" or "none") and a sentence saying what that means."""
-
-    mode: str
-    statement: str
 
 
 def container() -> str | None:

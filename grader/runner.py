@@ -1,12 +1,12 @@
 """Running one submission's notebooks: a private copy, a papermill child per notebook, limits, clean-up.
 
-Every course notebook (``config.COURSE_NOTEBOOKS``) of the private copy runs in order, each
-in a papermill child process of its own (a crash or a timeout ends that notebook
-only), wrapped by the sandbox (``sandbox.wrap``) unless it is off, on a kernel of
-this Python that imports the COURSE's ``labutils`` before any student code runs.
+Every course notebook (``course.NOTEBOOKS``) of the private copy runs in order, each
+in a papermill child process of its own (``child.py``: a crash or a timeout ends that
+notebook only), wrapped by the sandbox (``sandbox.wrap``) unless it is off, on a kernel
+of this Python that imports the COURSE's ``labutils`` before any student code runs.
 ``LAB5_ROOT`` is the private copy, so the submission itself is never written to.
-A notebook that needs another's outputs (``config.NOTEBOOK_NEEDS``) is skipped
-when that one did not pass.
+A notebook that needs another's outputs (``Notebook.needs``) is skipped when that
+one did not pass in the same run.
 """
 from __future__ import annotations
 
@@ -27,37 +27,20 @@ from pathlib import Path
 
 import psutil
 
-from labutils import assets, atomic, config
-from labutils.grade import collect, deliverables, sandbox
+from grader import child, collect, deliverables, sandbox, settings
+from grader.schema import Isolation, NotebookResult
+from labutils import assets, atomic, config, course
 
-NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 KERNEL_NAME = "lab5-grader"
-CELL_ERROR_EXIT = 3
-COURSE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the course's labutils
+COURSE_ROOT = Path(__file__).resolve().parents[1]  # the folder holding the course's labutils
+CHILD = Path(child.__file__).resolve()
 # This Python by its venv's real path (the venv is bound read-only in the sandbox; links to it are not).
 PYTHON = str(Path(sys.prefix).resolve() / "bin" / Path(sys.executable).name)
 # Never copied into the private copy: the grader's own outputs, environments, version control.
-NOT_COPIED = {"graded", ".venv", ".git", "__pycache__", ".ipynb_checkpoints"}
+NOT_COPIED = {settings.GRADED, ".venv", ".git", "__pycache__", ".ipynb_checkpoints"}
 # Passed from the grader's environment to the notebooks (threads, GPUs); nothing else is.
 PASSED_ENV = re.compile(r"^(TF_|OMP_|CUDA_|NVIDIA_|XLA_|LD_LIBRARY_PATH$|PYTHONHASHSEED$|LANG$|LC_)")
 
-# What each child process runs (python -c: it imports papermill only).
-# A cell error exits quietly with CELL_ERROR_EXIT, the output notebook saying where and why;
-# any other failure (dead kernel, unreadable notebook) leaves its traceback in the log.
-# The kernel talks over Unix sockets in its private runtime folder, not over localhost TCP.
-_CHILD = f"""
-import json, os, sys
-import papermill
-from papermill.exceptions import PapermillExecutionError
-from traitlets.config import Config
-a = json.loads(sys.argv[1])
-try:
-    papermill.execute_notebook(a["input"], a["output"], parameters=a["parameters"], kernel_name=a["kernel"],
-                               cwd=a["cwd"], progress_bar=a["progress"],
-                               config=Config(KernelManager={{"transport": "ipc" if os.name == "posix" else "tcp"}}))
-except PapermillExecutionError:
-    sys.exit({CELL_ERROR_EXIT})
-"""
 # The kernel imports the course's labutils (first on PYTHONPATH) before any cell runs, so a
 # student's labutils/ in the notebooks folder (which IPython puts on sys.path) cannot replace it.
 _KERNEL = "import labutils; from ipykernel import kernelapp; kernelapp.launch_new_instance()"
@@ -68,35 +51,14 @@ stopping = threading.Event()  # set on Ctrl-C / SIGTERM: running notebooks are k
 _bar_open = False  # the echoed output stopped mid-line (a progress bar cut short)
 
 
-@dataclasses.dataclass
-class NotebookResult:
-    """What happened to one notebook; ``cell`` counts the source notebook's cells from 1, markdown included."""
-
-    notebook: str
-    status: str  # "passed" | "failed" | "timed out" | "interrupted" | "skipped" | "missing"
-    seconds: float = 0.0
-    started: str | None = None
-    ended: str | None = None
-    reason: str | None = None  # why skipped, e.g. "needs 01"
-    cell: int | None = None
-    execution_count: int | None = None
-    error: str | None = None  # exception name
-    message: str | None = None
-    output: str | None = None  # executed notebook, relative to the report
-    log: str | None = None
-    notes: list[str] = dataclasses.field(default_factory=list)  # outputs the grader capped
-    results: list[str] = dataclasses.field(default_factory=list)  # records/results files it wrote
-    metrics: list[dict] = dataclasses.field(default_factory=list)  # collect.notebook_results rows
-
-
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class RunSettings:
     """One grading run's choices, the same for every student."""
 
     profile: str
     parameters: dict
     timeout: float
-    isolation: sandbox.Isolation
+    isolation: Isolation
     threads: dict[str, str]  # thread limits when several students run at once
     progress: bool  # echo papermill's progress bar (one job only)
 
@@ -112,8 +74,8 @@ def say(text: str) -> None:
         print(f"[{dt.datetime.now():%H:%M:%S}] {text}", flush=True)
 
 
-def discover(root: Path) -> tuple[list[tuple[str, Path | None]], list[str]]:
-    """The course's notebooks (``config.COURSE_NOTEBOOKS``) in ``root/notebooks``, and the others there.
+def discover(root: Path) -> tuple[list[tuple[course.Notebook, Path | None]], list[str]]:
+    """The course's notebooks (``course.NOTEBOOKS``) in ``root/notebooks``, and the others there.
 
     The course decides what is graded: each course notebook comes with its path, or ``None`` when the
     submission lacks it (not a regular file in a real folder: nothing is followed). The second list
@@ -123,8 +85,8 @@ def discover(root: Path) -> tuple[list[tuple[str, Path | None]], list[str]]:
     present = {}
     if folder.is_dir() and not folder.is_symlink():
         present = {p.name: p for p in folder.iterdir() if p.suffix == ".ipynb" and stat.S_ISREG(p.lstat().st_mode)}
-    course = [(name, present.get(name)) for name in config.COURSE_NOTEBOOKS]
-    return course, sorted(set(present) - set(config.COURSE_NOTEBOOKS))
+    names = {nb.name for nb in course.NOTEBOOKS}
+    return [(nb, present.get(nb.name)) for nb in course.NOTEBOOKS], sorted(set(present) - names)
 
 
 def copy_submission(source: Path, target: Path, top: bool = True) -> list[str]:
@@ -204,11 +166,11 @@ class Workspace:
     root: Path
     scratch: Path
 
-    def environment(self, settings: Settings) -> dict[str, str]:
+    def environment(self, options: RunSettings) -> dict[str, str]:
         """Exactly the variables a notebook sees (nothing else of the grader's environment leaks in)."""
         s = self.scratch
         env = {name: value for name, value in os.environ.items() if PASSED_ENV.match(name)}
-        env.update(settings.threads)
+        env.update(options.threads)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.update({
             "PATH": os.pathsep.join([str(Path(PYTHON).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -219,9 +181,9 @@ class Workspace:
             # Figures go into the executed notebook, as in JupyterLab: the grader reads the curves and heatmaps.
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "PYTHONPATH": str(COURSE_ROOT), "PYTHONSAFEPATH": "1", "PYTHONDONTWRITEBYTECODE": "1",
-            "LAB5_ROOT": str(self.root), "LAB5_PROFILE": settings.profile,
+            "LAB5_ROOT": str(self.root), "LAB5_PROFILE": options.profile,
             # bwrap: a writable home over the read-only cache (sandbox.wrap); else the grader's own
-            "KERAS_HOME": str(s / "keras") if settings.isolation.mode == "bwrap" else str(assets.keras_home()),
+            "KERAS_HOME": str(s / "keras") if options.isolation.mode == "bwrap" else str(assets.keras_home()),
         })
         if config.CIFAR10_SOURCE:
             # The real path: the sandbox binds the target of a symlink, not the link.
@@ -229,12 +191,12 @@ class Workspace:
             env["LAB5_CIFAR10"] = str(Path(config.CIFAR10_SOURCE).resolve()) if local else config.CIFAR10_SOURCE
         return env
 
-    def command(self, argv: list[str], settings: Settings) -> tuple[list[str], dict[str, str]]:
+    def command(self, argv: list[str], options: RunSettings) -> tuple[list[str], dict[str, str]]:
         """``(argv, env)`` for Popen: sandboxed with bwrap, or as is."""
-        env = self.environment(settings)
-        if settings.isolation.mode != "bwrap":
+        env = self.environment(options)
+        if options.isolation.mode != "bwrap":
             return argv, env
-        readonly = [*sandbox.python_paths(), COURSE_ROOT / "labutils", self.scratch / "spec"]
+        readonly = [*sandbox.python_paths(), COURSE_ROOT / "labutils", CHILD, self.scratch / "spec"]
         if config.CIFAR10_SOURCE and "://" not in config.CIFAR10_SOURCE:
             readonly.append(Path(config.CIFAR10_SOURCE))
         wrapped = sandbox.wrap(argv, env, writable=[self.root, self.scratch], readonly=readonly,
@@ -242,41 +204,36 @@ class Workspace:
         return wrapped, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-def run_notebook(source: Path, out_dir: Path, ws: Workspace, settings: Settings, label: str) -> NotebookResult:
-    """Execute ``source`` (in the private copy) into ``out_dir/<name>``; kill it all after the timeout."""
-    output = out_dir / source.name
-    executed = ws.scratch / "executed" / source.name
-    log = out_dir / "logs" / f"{source.stem}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_bytes(b"")
-    results_dir = ws.root / config.RESULTS_DIR.relative_to(config.ROOT)
-    before = collect.snapshot(results_dir)
-    args = {"input": str(source), "output": str(executed), "parameters": settings.parameters,
-            "kernel": KERNEL_NAME, "cwd": str(source.parent), "progress": settings.progress}
-    result = NotebookResult(source.name, "failed", started=dt.datetime.now().isoformat(timespec="seconds"),
-                            output=str(output.relative_to(out_dir)), log=str(log.relative_to(out_dir)))
-    say(f"{label}{source.name}: started")
-    argv, env = ws.command([PYTHON, "-c", _CHILD, json.dumps(args)], settings)
-    start = time.monotonic()
+def _execute(source: Path, executed: Path, log: Path, ws: Workspace, options: RunSettings) -> tuple[int | None, bool]:
+    """Run the papermill child on ``source``; returns its exit code and whether it timed out.
+
+    Whatever the child started is killed when it ends, timed out or not.
+    """
+    args = {"input": str(source), "output": str(executed), "parameters": options.parameters,
+            "kernel": KERNEL_NAME, "cwd": str(source.parent), "progress": options.progress}
+    argv, env = ws.command([PYTHON, str(CHILD), json.dumps(args)], options)
     # a session of its own: the terminal's Ctrl-C reaches the grader only, which then stops this
     proc = subprocess.Popen(argv, cwd=ws.root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     _live.add(proc)
     if stopping.is_set():  # Ctrl-C arrived while this one was starting
         kill_tree(proc)
-    pump = threading.Thread(target=_pump, args=(proc.stdout, log, settings.progress), daemon=True)
+    pump = threading.Thread(target=_pump, args=(proc.stdout, log, options.progress), daemon=True)
     pump.start()
     timed_out = False
     try:
-        proc.wait(timeout=settings.timeout)
+        proc.wait(timeout=options.timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:
         kill_tree(proc)  # also when it exited: whatever it left running goes with it
         _live.discard(proc)
         pump.join(timeout=10)
-    result.seconds = round(time.monotonic() - start, 1)
-    result.ended = dt.datetime.now().isoformat(timespec="seconds")
+    return proc.returncode, timed_out
+
+
+def _keep_output(result: NotebookResult, executed: Path, source: Path, output: Path, log: Path) -> dict | None:
+    """Copy the executed notebook (bounded) beside the report; returns it parsed (None when unreadable)."""
     nb, kept, note = collect.read_notebook(executed, source)
     if kept is not None:
         atomic.write_bytes(output, kept)
@@ -287,7 +244,12 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, settings: Settings,
     result.notes = [n for n in (note,) if n and executed.exists()]
     if log.stat().st_size > collect.OUTPUT_CAP:
         result.notes.append(f"log truncated at {collect.OUTPUT_CAP:,} bytes")
+    return nb
 
+
+def _verdict(result: NotebookResult, nb: dict | None, code: int | None, timed_out: bool, log: Path,
+             timeout: float) -> None:
+    """Set ``result``'s status and, when it did not pass, where and why."""
     if stopping.is_set() and not timed_out:
         result.status = "interrupted"  # killed by the grader's Ctrl-C / SIGTERM, whatever its exit code says
         result.cell = collect.locate(nb, "running").get("cell")
@@ -295,8 +257,8 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, settings: Settings,
     elif timed_out:
         result.status = "timed out"
         result.cell = collect.locate(nb, "running").get("cell")
-        result.message = f"still running after {settings.timeout:g} s" + (f" (in cell {result.cell})" if result.cell else "")
-    elif proc.returncode == 0:
+        result.message = f"still running after {timeout:g} s" + (f" (in cell {result.cell})" if result.cell else "")
+    elif code == 0:
         result.status = "passed"
     else:
         where = collect.locate(nb, "error")
@@ -305,57 +267,80 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, settings: Settings,
         if result.error is None:  # papermill itself or the kernel failed (dead kernel, unreadable notebook...)
             result.error, result.message = collect.last_error_line(log)
             if result.error is None:  # killed (a signal) or a crash without a Python error: say only that
-                result.message = f"the notebook's papermill process exited with status {proc.returncode} (see its log)"
+                result.message = f"the notebook's papermill process exited with status {code} (see its log)"
             result.cell = result.cell or collect.locate(nb, "last").get("cell")
+
+
+def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSettings, label: str) -> NotebookResult:
+    """Execute ``source`` (in the private copy) into ``out_dir/<name>``; kill it all after the timeout."""
+    output, executed = out_dir / source.name, ws.scratch / "executed" / source.name
+    log = out_dir / "logs" / f"{source.stem}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_bytes(b"")
+    results_dir = ws.root / config.RESULTS_DIR.relative_to(config.ROOT)
+    before = collect.snapshot(results_dir)
+    result = NotebookResult(source.name, "failed", started=dt.datetime.now().isoformat(timespec="seconds"),
+                            output=str(output.relative_to(out_dir)), log=str(log.relative_to(out_dir)))
+    say(f"{label}{source.name}: started")
+    start = time.monotonic()
+    code, timed_out = _execute(source, executed, log, ws, options)
+    result.seconds = round(time.monotonic() - start, 1)
+    result.ended = dt.datetime.now().isoformat(timespec="seconds")
+    nb = _keep_output(result, executed, source, output, log)
+    _verdict(result, nb, code, timed_out, log, options.timeout)
     result.results, result.metrics = collect.notebook_results(results_dir, before, ws.root, source.stem,
-                                                              settings.profile)
+                                                              options.profile)
     where = f" at cell {result.cell}" if result.cell and result.status != "passed" else ""
     what = f": {result.error}" if result.error else ""
     say(f"{label}{source.name}: {result.status}{where}{what} in {result.seconds:.1f} s")
     return result
 
 
-def grade_repo(submission: Path, out_dir: Path, work: Path, settings: Settings, label: str = "",
-               on_notebook=None) -> tuple[list[NotebookResult], list[str], list[dict]]:
+def _prepare(submission: Path, ws: Workspace) -> list[str]:
+    """The private copy and scratch folders of one student; returns what was not copied."""
+    left_out = copy_submission(submission, ws.root)
+    for name in ("home", "tmp", "runtime", "executed", "keras", "matplotlib", "ipython"):
+        (ws.scratch / name).mkdir(parents=True, exist_ok=True)
+    write_kernel_spec(ws.scratch / "spec")  # one per student: nobody's edits reach the next kernel
+    return left_out
+
+
+def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings, label: str = "",
+               on_notebook=None) -> tuple[list[NotebookResult], list[str], list]:
     """Every notebook of a private copy of ``submission`` (made in ``work``, removed after), in order.
 
     Returns the results, the entries not copied (symlinks, FIFOs...) and the deliverables'
-    assessment (:mod:`labutils.grade.deliverables`; empty when interrupted);
+    assessment (:mod:`grader.deliverables`; empty when interrupted);
     ``on_notebook(results)`` is called after each notebook (the grader rewrites its partial report).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     ws = Workspace(work / "repo", work / "scratch")
     try:
-        left_out = copy_submission(submission, ws.root)
-        for name in ("home", "tmp", "runtime", "executed", "keras", "matplotlib", "ipython"):
-            (ws.scratch / name).mkdir(parents=True, exist_ok=True)
-        write_kernel_spec(ws.scratch / "spec")  # one per student: nobody's edits reach the next kernel
+        left_out = _prepare(submission, ws)
         done: dict[str, str] = {}  # "01" -> status
         results: list[NotebookResult] = []
-        course, others = discover(ws.root)
-        for name, source in course:
+        found, others = discover(ws.root)
+        for nb, source in found:
             if stopping.is_set():
                 break
-            number = NOTEBOOK_PATTERN.match(name).group(1)
-            unmet = [need for need in config.NOTEBOOK_NEEDS.get(number, ()) if need in done and done[need] != "passed"]
+            unmet = [need for need in nb.needs if need in done and done[need] != "passed"]
             if source is None:
-                result = NotebookResult(name, "missing", reason="not in the submission's notebooks/")
-                say(f"{label}{name}: missing")
+                result = NotebookResult(nb.name, "missing", reason="not in the submission's notebooks/")
+                say(f"{label}{nb.name}: missing")
             elif unmet:
-                result = NotebookResult(name, "skipped", reason=f"needs {', '.join(unmet)}")
-                say(f"{label}{name}: skipped: {result.reason}")
+                result = NotebookResult(nb.name, "skipped", reason=f"needs {', '.join(unmet)}")
+                say(f"{label}{nb.name}: skipped: {result.reason}")
             else:
-                result = run_notebook(source, out_dir, ws, settings, label)
+                result = run_notebook(source, out_dir, ws, options, label)
             if result.status in ("missing", "skipped"):
                 with contextlib.suppress(FileNotFoundError):
-                    (out_dir / name).unlink()  # an older run's executed copy would pass for this one's
-            done[number] = result.status
+                    (out_dir / nb.name).unlink()  # an older run's executed copy would pass for this one's
+            done[nb.number] = result.status
             results.append(result)
             if on_notebook is not None:
                 on_notebook(results)
         left_out += [f"notebooks/{name} (not a course notebook: listed, not run)" for name in others]
-        assessed = [] if stopping.is_set() else deliverables.assess(
-            ws.root, out_dir, [dataclasses.asdict(r) for r in results], settings.profile, COURSE_ROOT / "notebooks")
+        assessed = [] if stopping.is_set() else deliverables.assess(ws.root, results, options.profile)
         return results, left_out, assessed
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -382,6 +367,6 @@ def machine() -> tuple[int, float]:
 
 
 def default_jobs(profile: str) -> int:
-    """Students graded at once: 2 CPU cores and ``config.GRADE_JOB_MEMORY_GB`` of free memory for each."""
+    """Students graded at once: ``settings.JOB_CPUS`` cores and ``settings.JOB_MEMORY_GB`` of free memory each."""
     cpus, memory_gb = machine()
-    return max(1, min(cpus // 2, int(memory_gb // config.GRADE_JOB_MEMORY_GB[profile])))
+    return max(1, min(cpus // settings.JOB_CPUS, int(memory_gb // settings.JOB_MEMORY_GB[profile])))

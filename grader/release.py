@@ -1,4 +1,4 @@
-"""The student version of the lab: ``python -m labutils.release [--out DIR]`` (default ``release/``).
+"""The student version of the lab: ``python -m grader release [--out DIR]`` (default ``release/``).
 
 The course notebooks mark each exercise the way nbgrader does: in a code cell, the
 lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` are the solution, and
@@ -14,8 +14,10 @@ In the student version each region becomes ``# YOUR CODE HERE`` and
 the region's indentation; every other cell is unchanged and no cell keeps an
 output. The release is a student's copy of the repository: the stripped
 notebooks in ``notebooks/`` beside everything else a student needs (``labutils``,
-``img_in/``, the empty ``records/`` and ``img_out/``, the Makefile...), so that
-the grader grades what students hand back like any other submission.
+``img_in/``, the empty ``records/`` and ``img_out/``, the requirements) and a
+README and Makefile of its own (``grader/student/``) that name only what it holds.
+The course's tools stay behind: the grader, tests, benchmarks, deployment files.
+The grader grades what students hand back like any other submission.
 
 nbgrader itself (``nbgrader generate_assignment``) strips the same markers, but it
 brings a database, a web server extension and its own course layout; for one
@@ -24,7 +26,6 @@ that uses nbgrader can run it on these notebooks unchanged.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -33,12 +34,14 @@ from pathlib import Path
 
 import nbformat
 
-from labutils import config
+from labutils import config, course
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 TASK = re.compile(r"^(?P<indent>\s*)# Exercise (?P<name>[A-Za-z_][\w.]*): (?P<what>.+?)\s*$")
-# What a student's copy holds besides the stripped notebooks (git-tracked course files).
-SHIPPED = ("labutils", "img_in", "Makefile", "requirements.txt", "pyproject.toml", "README.md")
+# What a student's copy holds besides the stripped notebooks: course files as they are, and the
+# student's own README and Makefile (which name only what the copy holds).
+SHIPPED = ("labutils", "img_in", "requirements.txt", "pyproject.toml")
+STUDENT_FILES = Path(__file__).resolve().parent / "student"
 EMPTY = ("records", "img_out")
 
 
@@ -102,28 +105,30 @@ def student_notebook(nb: nbformat.NotebookNode, where: str) -> tuple[nbformat.No
     return nb, names
 
 
-def release(out: Path, course: Path = config.ROOT) -> dict[str, list[str]]:
+def release(out: Path, root: Path = config.ROOT) -> dict[str, list[str]]:
     """Write the student repository to ``out`` (replaced if it exists); returns notebook -> its exercises."""
     out = Path(out).resolve()
-    if out == Path(course).resolve() or Path(course).resolve().is_relative_to(out):
+    if out == Path(root).resolve() or Path(root).resolve().is_relative_to(out):
         raise ValueError(f"--out {out} would overwrite the course itself: choose another folder")
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "notebooks").mkdir(parents=True)
     made = {}
-    for name in config.COURSE_NOTEBOOKS:
-        source = Path(course) / "notebooks" / name
+    for name in (nb.name for nb in course.NOTEBOOKS):
+        source = Path(root) / "notebooks" / name
         nb, made[name] = student_notebook(nbformat.read(source, as_version=4), f"notebooks/{name}")
         if not made[name]:
             raise MarkerError(f"notebooks/{name} has no exercise ({BEGIN} ... {END}): every notebook needs one.")
         nbformat.write(nb, staging / "notebooks" / name)
     for entry in SHIPPED:
-        path = Path(course) / entry
+        path = Path(root) / entry
         if path.is_dir():
             shutil.copytree(path, staging / entry, ignore=shutil.ignore_patterns(
                 "__pycache__", "*.pyc", "*.egg-info", "_cam*.jpg"))
         elif path.is_file():
             shutil.copy2(path, staging / entry)
+    for entry in STUDENT_FILES.iterdir():
+        shutil.copy2(entry, staging / entry.name)
     for entry in EMPTY:
         (staging / entry).mkdir()
         (staging / entry / ".gitkeep").touch()
@@ -132,21 +137,15 @@ def release(out: Path, course: Path = config.ROOT) -> dict[str, list[str]]:
     return made
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labutils.release", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=config.ROOT / "release",
-                        help="the student repository to write (default: release/ in this checkout)")
-    args = parser.parse_args(argv)
+def main(args, error) -> int:
+    """``python -m grader release``: write the student version to ``args.out`` (default ``release/``)."""
+    out = args.out or config.ROOT / "release"
     try:
-        made = release(args.out)
+        made = release(out)
     except (MarkerError, ValueError, OSError) as err:
         print(f"release: {err}", file=sys.stderr)
         return 1
     for name, tasks in made.items():
         print(f"notebooks/{name}: {len(tasks)} exercise(s): {', '.join(tasks)}")
-    print(f"student repository: {args.out}")
+    print(f"student repository: {out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

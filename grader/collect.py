@@ -20,9 +20,10 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from labutils import config, results
+from labutils import config, course, results
 
-KEY_METRICS = ("roc_auc", "pr_auc", "f1", "test_examples")
+# The metrics the grader recomputes from a model's saved predictions, and the count of test images scored.
+KEY_METRICS = (*course.GRADER_METRICS, "test_examples")
 RESULTS_CAP = 2_000_000  # bytes of one results JSON or predictions CSV (10,000 rows are ~200 kB)
 OUTPUT_CAP = 20_000_000  # bytes of one log or executed notebook kept in the grader's outputs
 PARSE_CAP = 10 * OUTPUT_CAP  # an executed notebook larger than this is not even parsed
@@ -98,7 +99,7 @@ def key_metrics(doc, source: str) -> list[dict]:
         if isinstance(node.get("profile"), str):
             own["profile"] = node["profile"]
         context = {**inherited, **{k: v for k, v in own.items() if k in ("test_examples", "profile")}}
-        if any(k in own for k in ("roc_auc", "pr_auc", "f1")) and not isinstance(node.get("models"), dict):
+        if any(k in own for k in course.GRADER_METRICS) and not isinstance(node.get("models"), dict):
             named = next((node[k] for k in ("backbone", "model") if isinstance(node.get(k), str)), None)
             rows.append({"source": source, "path": "/".join(path), "model": "/".join(path) or named,
                          **context, **own})

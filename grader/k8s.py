@@ -1,6 +1,6 @@
 """The Kubernetes Indexed Job that grades a whole class, one student per pod.
 
-``python -m labutils.grade k8s --submissions DIR --image IMAGE --profile full > job.yaml``
+``python -m grader k8s --submissions DIR --image IMAGE --profile full > job.yaml``
 writes four documents for ``kubectl apply -f job.yaml``:
 
 * a ConfigMap holding the class list: the student folders of ``DIR`` in the
@@ -16,11 +16,11 @@ folder from the read-only submissions volume into a private scratch volume and
 grades it there (student code runs only in this container, which cannot
 reach the results volume). Then the container ``publish``, which runs no
 student code, copies the grader's outputs to ``<results>/<student>/``, where
-``python -m labutils.grade merge`` reads them. Both run as a non-root user
+``python -m grader merge`` reads them. Both run as a non-root user
 with every capability dropped, no privilege escalation, no service-account
 token and a read-only root file system; ``backoffLimit: 0`` (a failing notebook
 is a grade, not something to retry) and ``activeDeadlineSeconds`` from the
-notebooks' time limits in :mod:`labutils.config`.
+notebooks' time limits in :mod:`grader.settings`.
 """
 from __future__ import annotations
 
@@ -28,14 +28,13 @@ import json
 import math
 import re
 import shlex
-from pathlib import Path
-
-import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
-from labutils import config
+from grader import settings, students as classes
+from labutils import config, course
 
 # Kubernetes object names: lower-case DNS labels.
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
@@ -45,22 +44,19 @@ RUN_AS = 1000  # any non-root uid: the course image's code and Keras cache are w
 
 def students(submissions: Path) -> list[str]:
     """The student folders of ``submissions``: exactly those, in the order, a local ``--submissions`` run grades."""
-    from labutils.grade import cli  # the one definition of who is a student
-
-    return list(cli.submissions(Path(submissions).resolve(), None)[0])
+    return list(classes.submissions(Path(submissions).resolve(), None)[0])
 
 
 def deadline_seconds(profile: str) -> int:
     """``activeDeadlineSeconds`` of one pod: every course notebook's time limit, plus the setup time."""
-    per_notebook = config.GRADE_TIMEOUT_S[profile]
-    return int(per_notebook * len(config.COURSE_NOTEBOOKS) + config.GRADE_POD_SETUP_S)
+    return int(settings.TIMEOUT_S[profile] * len(course.NOTEBOOKS) + settings.POD_SETUP_S)
 
 
 def resources(profile: str) -> dict:
     """Requests and limits of one grading pod (one student's notebooks, run in turn)."""
-    amounts = {"cpu": str(config.GRADE_POD_CPUS), "memory": f"{config.GRADE_JOB_MEMORY_GB[profile]:g}Gi"}
-    if config.GRADE_POD_GPUS[profile]:
-        amounts["nvidia.com/gpu"] = str(config.GRADE_POD_GPUS[profile])
+    amounts = {"cpu": str(settings.JOB_CPUS), "memory": f"{settings.JOB_MEMORY_GB[profile]:g}Gi"}
+    if settings.POD_GPUS[profile]:
+        amounts["nvidia.com/gpu"] = str(settings.POD_GPUS[profile])
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
@@ -76,8 +72,70 @@ def _security() -> dict:
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def manifests(class_list: list[str], *, image: str, profile: str, name: str = "lab5-grade",
-              submissions_claim: str = "lab5-submissions", results_claim: str = "lab5-results",
+def _scripts(profile: str) -> tuple[str, str]:
+    """The shell scripts of the pod's two containers: ``grade`` (runs student code) and ``publish`` (does not)."""
+    grade_script = "\n".join([
+        "set -eu",
+        f'student="$({_pick("$JOB_COMPLETION_INDEX")})"',
+        'mkdir -p /scratch/home /scratch/mpl /scratch/submission /scratch/out',
+        # A private, writable copy: the submissions volume itself stays read-only.
+        'cp -R "/submissions/$student/." /scratch/submission/',
+        # The grader's exit status (1: a notebook failed) is in its summary; the pod still publishes it.
+        f'LAB5_ROOT=/scratch/submission python -m grader run --profile {shlex.quote(profile)} '
+        '--sandbox none --out /scratch/out || echo "grader exit status $?" > /scratch/out/exit_status.txt',
+    ])
+    publish_script = "\n".join([
+        "set -eu",
+        f'student="$({_pick("$JOB_COMPLETION_INDEX")})"',
+        'rm -rf "/results/$student.partial" && mkdir -p "/results/$student.partial"',
+        'cp -R /scratch/out/. "/results/$student.partial/"',
+        'rm -rf "/results/$student" && mv "/results/$student.partial" "/results/$student"',
+    ])
+    return grade_script, publish_script
+
+
+def pod_template(*, image: str, profile: str, name: str, labels: dict, submissions_claim: str,
+                 results_claim: str) -> dict:
+    """The pod that grades one student: init container ``grade``, then container ``publish``."""
+    env = [{"name": "HOME", "value": "/scratch/home"}, {"name": "MPLCONFIGDIR", "value": "/scratch/mpl"},
+           {"name": "LAB5_PROFILE", "value": profile}]
+    grade_script, publish_script = _scripts(profile)
+    class_volume = {"name": "class", "mountPath": "/class", "readOnly": True}
+    scratch = {"name": "scratch", "mountPath": "/scratch"}
+    spec = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": deadline_seconds(profile),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "fsGroup": RUN_AS},
+        "initContainers": [{
+            "name": "grade", "image": image, "command": ["sh", "-c", grade_script], "env": env,
+            "workingDir": "/scratch", "resources": resources(profile), "securityContext": _security(),
+            "volumeMounts": [class_volume, scratch, {"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "submissions", "mountPath": "/submissions", "readOnly": True}],
+        }],
+        "containers": [{
+            "name": "publish", "image": image, "command": ["sh", "-c", publish_script], "env": env[:1],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                          "limits": {"cpu": "500m", "memory": "256Mi"}},
+            "securityContext": _security(),
+            "volumeMounts": [class_volume, {**scratch, "readOnly": True}, {"name": "results", "mountPath": "/results"}],
+        }],
+        "volumes": [
+            {"name": "class", "configMap": {"name": f"{name}-class"}},
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "submissions", "persistentVolumeClaim": {"claimName": submissions_claim, "readOnly": True}},
+            {"name": "results", "persistentVolumeClaim": {"claimName": results_claim}},
+        ],
+    }
+    if settings.POD_GPUS[profile]:
+        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return {"metadata": {"labels": labels}, "spec": spec}
+
+
+def manifests(class_list: list[str], *, image: str, profile: str, name: str = settings.K8S_JOB_NAME,
+              submissions_claim: str = settings.SUBMISSIONS_CLAIM, results_claim: str = settings.RESULTS_CLAIM,
               parallelism: int | None = None, namespace: str | None = None) -> list[dict]:
     """The ConfigMap, NetworkPolicy and Indexed Job that grade ``class_list`` (see the module docstring)."""
     if not class_list:
@@ -88,61 +146,9 @@ def manifests(class_list: list[str], *, image: str, profile: str, name: str = "l
         raise ValueError(f"unknown profile {profile!r}: choose one of {sorted(config.PROFILES)}")
     meta = {"namespace": namespace} if namespace else {}
     labels = {"app.kubernetes.io/name": "lab5-grader", "app.kubernetes.io/instance": name}
-    env = [{"name": "HOME", "value": "/scratch/home"}, {"name": "MPLCONFIGDIR", "value": "/scratch/mpl"},
-           {"name": "LAB5_PROFILE", "value": profile}]
-    grade_script = "\n".join([
-        "set -eu",
-        f'student="$({_pick("$JOB_COMPLETION_INDEX")})"',
-        'mkdir -p /scratch/home /scratch/mpl /scratch/submission /scratch/out',
-        # A private, writable copy: the submissions volume itself stays read-only.
-        'cp -R "/submissions/$student/." /scratch/submission/',
-        # The grader's exit status (1: a notebook failed) is in its summary; the pod still publishes it.
-        f'LAB5_ROOT=/scratch/submission python -m labutils.grade --profile {shlex.quote(profile)} '
-        '--sandbox none --out /scratch/out || echo "grader exit status $?" > /scratch/out/exit_status.txt',
-    ])
-    publish_script = "\n".join([
-        "set -eu",
-        f'student="$({_pick("$JOB_COMPLETION_INDEX")})"',
-        'rm -rf "/results/$student.partial" && mkdir -p "/results/$student.partial"',
-        'cp -R /scratch/out/. "/results/$student.partial/"',
-        'rm -rf "/results/$student" && mv "/results/$student.partial" "/results/$student"',
-    ])
-    class_volume = {"name": "class", "mountPath": "/class", "readOnly": True}
-    scratch = {"name": "scratch", "mountPath": "/scratch"}
-    pod = {
-        "metadata": {"labels": labels},
-        "spec": {
-            "restartPolicy": "Never",
-            "activeDeadlineSeconds": deadline_seconds(profile),
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "fsGroup": RUN_AS},
-            "initContainers": [{
-                "name": "grade", "image": image, "command": ["sh", "-c", grade_script], "env": env,
-                "workingDir": "/scratch", "resources": resources(profile), "securityContext": _security(),
-                "volumeMounts": [class_volume, scratch, {"name": "tmp", "mountPath": "/tmp"},
-                                 {"name": "submissions", "mountPath": "/submissions", "readOnly": True}],
-            }],
-            "containers": [{
-                "name": "publish", "image": image, "command": ["sh", "-c", publish_script], "env": env[:1],
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                              "limits": {"cpu": "500m", "memory": "256Mi"}},
-                "securityContext": _security(),
-                "volumeMounts": [class_volume, {**scratch, "readOnly": True},
-                                 {"name": "results", "mountPath": "/results"}],
-            }],
-            "volumes": [
-                {"name": "class", "configMap": {"name": f"{name}-class"}},
-                {"name": "scratch", "emptyDir": {}},
-                {"name": "tmp", "emptyDir": {}},
-                {"name": "submissions", "persistentVolumeClaim": {"claimName": submissions_claim, "readOnly": True}},
-                {"name": "results", "persistentVolumeClaim": {"claimName": results_claim}},
-            ],
-        },
-    }
-    parallel = min(parallelism or config.GRADE_K8S_PARALLELISM, len(class_list))
-    if config.GRADE_POD_GPUS[profile]:
-        pod["spec"]["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    pod = pod_template(image=image, profile=profile, name=name, labels=labels,
+                       submissions_claim=submissions_claim, results_claim=results_claim)
+    parallel = min(parallelism or settings.K8S_PARALLELISM, len(class_list))
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-class", **meta, "labels": labels},
          "data": {STUDENTS_FILE: json.dumps(class_list, indent=1, ensure_ascii=False) + "\n"}},
@@ -175,33 +181,17 @@ def to_yaml(documents: list[dict]) -> str:
     return "---\n".join(yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1000) for doc in documents)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labutils.grade k8s",
-                                     description="Write the Kubernetes Job that grades every student folder of "
-                                                 "--submissions, one pod each (YAML on standard output).")
-    parser.add_argument("--submissions", type=Path, required=True, metavar="DIR",
-                        help="the class: one folder per student (the list is written into the manifest)")
-    parser.add_argument("--image", required=True, help="the course image (docker build -t IMAGE .), pushed "
-                        "where the cluster can pull it")
-    parser.add_argument("--profile", choices=sorted(config.PROFILES), default="full")
-    parser.add_argument("--name", default="lab5-grade", help="the Job's name (default: lab5-grade)")
-    parser.add_argument("--namespace", help="namespace of every object (default: kubectl's)")
-    parser.add_argument("--parallelism", type=int, help="pods at once (default: "
-                        f"{config.GRADE_K8S_PARALLELISM}, or fewer students)")
-    parser.add_argument("--submissions-claim", default="lab5-submissions",
-                        help="PersistentVolumeClaim holding the student folders (mounted read-only)")
-    parser.add_argument("--results-claim", default="lab5-results",
-                        help="PersistentVolumeClaim where each pod writes <student>/")
-    args = parser.parse_args(argv)
+def main(args, error) -> int:
+    """``python -m grader k8s``: the manifests for the class of ``args.submissions`` on standard output."""
     if not args.submissions.is_dir():
-        parser.error(f"--submissions {args.submissions}: no such folder")
+        error(f"--submissions {args.submissions}: no such folder")
     if args.parallelism is not None and args.parallelism < 1:
-        parser.error("--parallelism must be positive")
+        error("--parallelism must be positive")
     try:
         documents = manifests(students(args.submissions), image=args.image, profile=args.profile, name=args.name,
                               submissions_claim=args.submissions_claim, results_claim=args.results_claim,
                               parallelism=args.parallelism, namespace=args.namespace)
     except ValueError as err:
-        parser.error(str(err))
+        error(str(err))
     sys.stdout.write(to_yaml(documents))
     return 0

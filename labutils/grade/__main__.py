@@ -1,5 +1,0 @@
-import sys
-
-from labutils.grade.cli import main
-
-sys.exit(main())
