@@ -95,7 +95,7 @@ def test_correct_chains_pass(chain, smoke_records):
                                "in the shards .* each batch goes on where the last one stopped"),
     (batches_shuffled, "whole batches are shuffled, not examples: 100% of consecutive images"),
     (tiny_buffer_one_shard_at_a_time, r"the shuffle buffer is too small: each batch is drawn from only ~\d+ "
-                                      r"neighbouring records of the shards \(must be at least 128"),
+                                      r"neighbouring records of the shards \(must be at least 96"),
 ])
 def test_wrong_chains_fail_saying_what_differs(chain, message, smoke_records):
     with pytest.raises(SelfCheckError, match=message):
