@@ -72,7 +72,7 @@ def freeze_loop(model):
 
 def freeze_convolutions_only(model):  # BatchNormalization's gamma and beta left training: wrong
     for layer in model.get_layer("conv_base").layers:
-        layer.trainable = not isinstance(layer, keras.layers.Conv2D)
+        layer.trainable = not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
 
 
 def unfreeze_all(model, pattern):  # the pattern forgotten: all of conv_base trains, BatchNormalization excepted
