@@ -67,26 +67,66 @@ def not_normalised(img_array, model, layer, pred_index=None):
     return np.maximum(_unnormalised(img_array, model, layer, pred_index), 0)
 
 
-def _unnormalised(img_array, model, layer, pred_index):
+def _unnormalised(img_array, model, layer, pred_index, pool=lambda g: tf.reduce_mean(g, axis=(0, 1, 2))):
     grad_model = keras.Model(model.input, [model.get_layer(layer).output, model.output])
     with tf.GradientTape() as tape:
         conv, preds = grad_model(img_array)
         score = preds[:, tf.argmax(preds[0]) if pred_index is None else pred_index]
     grads = tape.gradient(score, conv)
-    return tf.reduce_sum(conv[0] * tf.reduce_mean(grads, axis=(0, 1, 2)), axis=-1).numpy()
+    return tf.reduce_sum(conv[0] * pool(grads), axis=-1).numpy()
 
 
-@pytest.mark.parametrize("heatmap", [keras_io, cut_at_layer])
+def _relu_max(heatmap):
+    heatmap = np.maximum(heatmap, 0)
+    return heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
+
+
+def min_max_no_relu(img_array, model, layer, pred_index=None):  # rescales the negative values instead of cutting
+    heatmap = _unnormalised(img_array, model, layer, pred_index)
+    return (heatmap - heatmap.min()) / (heatmap.max() - heatmap.min())
+
+
+def max_of_gradient(img_array, model, layer, pred_index=None):  # the gradient's maximum for its mean
+    return _relu_max(_unnormalised(img_array, model, layer, pred_index, lambda g: tf.reduce_max(g, axis=(0, 1, 2))))
+
+
+def pooled_over_rows(img_array, model, layer, pred_index=None):  # axes (0, 1): a weight per column and channel
+    return _relu_max(_unnormalised(img_array, model, layer, pred_index, lambda g: tf.reduce_mean(g, axis=(0, 1))))
+
+
+def not_pooled(img_array, model, layer, pred_index=None):  # the gradient itself as the weights (axis 0 only)
+    return _relu_max(_unnormalised(img_array, model, layer, pred_index, lambda g: tf.reduce_mean(g, axis=0)))
+
+
+def ignores_pred_index(img_array, model, layer, pred_index=None):  # always the top-1 class
+    return keras_io(img_array, model, layer)
+
+
+def divide_no_nan(img_array, model, layer, pred_index=None):  # the notebook's normalisation, numpy, summed weights
+    heatmap = np.maximum(_unnormalised(img_array, model, layer, pred_index,
+                                       lambda g: tf.reduce_sum(g, axis=(1, 2))[0]), 0)
+    return np.divide(heatmap, heatmap.max(), out=np.zeros_like(heatmap), where=heatmap.max() > 0)
+
+
+@pytest.mark.parametrize("heatmap", [keras_io, cut_at_layer, divide_no_nan])
 def test_correct_heatmaps_pass(heatmap, setup):
     model, layer, x = setup
-    assert "equals labutils'" in check.check_heatmap(heatmap, model, layer, x)
-    assert "equals labutils'" in check.check_heatmap(heatmap, model, layer, x, class_index=207)  # a dog class
+    assert "heatmaps equal labutils'" in check.check_heatmap(heatmap, model, layer, x)
+    assert "heatmaps equal labutils'" in check.check_heatmap(heatmap, model, layer, x, class_index=207)  # a dog class
 
 
 @pytest.mark.parametrize("heatmap, class_index, message", [
-    (mean_over_channels, None, "heatmaps differ: largest difference"),
+    (mean_over_channels, None, r"weights pooled over the wrong axes: the mean over the channels \(axis -1\)"),
     (no_relu, "negative", "apply a ReLU"),
+    (no_relu, None, r"class \d+ \(a low score; its map is negative in places\), layer .*: your heatmap has "
+                    r"negative values, down to .*: apply a ReLU"),
+    (min_max_no_relu, None, r"no ReLU: the negative values were rescaled into \[0, 1\] \(min-max\)"),
     (not_normalised, None, "divide by the maximum"),
+    (max_of_gradient, None, r"layer 'conv_pw_13_bn': the channel weights are the gradient's maximum over the "
+                            r"positions; Grad-CAM takes its mean"),
+    (pooled_over_rows, None, r"weights pooled over the wrong axes: over the rows only \(axes 0 and 1\)"),
+    (not_pooled, None, "the gradient is not pooled: it weights every position and channel itself"),
+    (ignores_pred_index, None, "the heatmap explains the top-1 class, not the class asked for: use pred_index"),
 ])
 def test_wrong_heatmaps_fail_saying_what_differs(heatmap, class_index, message, setup):
     model, layer, x = setup

@@ -35,6 +35,13 @@ def per_record_chain(records_dir, batch_size):  # parse each record, float pixel
     return ds.batch(batch_size)
 
 
+def small_buffer_chain(records_dir, batch_size):  # interleaved shards, a buffer of 1,000 (not the whole split)
+    names = files(records_dir)
+    ds = tf.data.Dataset.from_tensor_slices(names).shuffle(len(names), seed=7)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=4, block_length=4)
+    return ds.repeat().shuffle(1_000, seed=7).batch(batch_size).map(tfrecords.parse_batch)
+
+
 def scaled_chain(records_dir, batch_size):
     return lab_chain(records_dir, batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
 
@@ -48,12 +55,33 @@ def not_shuffled(records_dir, batch_size):
     return tfrecords.records("train", records_dir).repeat().batch(batch_size).map(tfrecords.parse_batch)
 
 
+def shard_list_shuffled_only(records_dir, batch_size):  # the file list shuffled, the examples not
+    names = files(records_dir)
+    ds = tf.data.Dataset.from_tensor_slices(names).shuffle(len(names), seed=config.SEED)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=len(names)).repeat()
+    return ds.batch(batch_size).map(tfrecords.parse_batch)
+
+
+def batches_shuffled(records_dir, batch_size):  # .shuffle after .batch: whole batches change places
+    names = files(records_dir)
+    ds = tf.data.Dataset.from_tensor_slices(names).shuffle(len(names), seed=config.SEED)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=len(names))
+    return ds.batch(batch_size, drop_remainder=True).shuffle(100, seed=config.SEED).repeat().map(tfrecords.parse_batch)
+
+
+def tiny_buffer_one_shard_at_a_time(records_dir, batch_size):  # cycle_length=1: shards in turn, buffer of 16
+    names = files(records_dir)
+    ds = tf.data.Dataset.from_tensor_slices(names).shuffle(len(names), seed=config.SEED)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=1).shuffle(16, seed=config.SEED).repeat()
+    return ds.batch(batch_size).map(tfrecords.parse_batch)
+
+
 def labels_shuffled_apart(records_dir, batch_size):  # images and labels shuffled separately
     ds = lab_chain(records_dir, batch_size)
     return ds.map(lambda x, y: (x, tf.random.shuffle(y, seed=3)))
 
 
-@pytest.mark.parametrize("chain", [lab_chain, per_record_chain])
+@pytest.mark.parametrize("chain", [lab_chain, per_record_chain, small_buffer_chain])
 def test_correct_chains_pass(chain, smoke_records):
     assert "shuffled" in check.check_training_dataset(chain(smoke_records, 32), batch_size=32, records_dir=smoke_records)
 
@@ -63,6 +91,11 @@ def test_correct_chains_pass(chain, smoke_records):
     (not_repeated, "the dataset ended after 29 batches, but an epoch is 29 batches"),
     (not_shuffled, "first records in file order: shuffle"),
     (labels_shuffled_apart, "but that image's record says"),
+    (shard_list_shuffled_only, "the examples are not shuffled: 100% of consecutive images in a batch are neighbours "
+                               "in the shards .* each batch goes on where the last one stopped"),
+    (batches_shuffled, "whole batches are shuffled, not examples: 100% of consecutive images"),
+    (tiny_buffer_one_shard_at_a_time, r"the shuffle buffer is too small: each batch is drawn from only ~\d+ "
+                                      r"neighbouring records of the shards \(must be at least 96"),
 ])
 def test_wrong_chains_fail_saying_what_differs(chain, message, smoke_records):
     with pytest.raises(SelfCheckError, match=message):

@@ -60,6 +60,16 @@ def scaled(image, label, class_id, index):
                     "class_id": int64(class_id), "index": int64(index)})
 
 
+def unscaled_float(image, label, class_id, index):
+    return example({"image": raw(image.astype(np.float32)), "label": int64(label), "class_id": int64(class_id),
+                    "index": int64(index)})
+
+
+def channels_first(image, label, class_id, index):
+    return example({"image": raw(np.ascontiguousarray(image.transpose(2, 0, 1))), "label": int64(label),
+                    "class_id": int64(class_id), "index": int64(index)})
+
+
 def no_index(image, label, class_id, index):
     return example({"image": raw(image), "label": int64(label), "class_id": int64(class_id)})
 
@@ -88,7 +98,9 @@ def test_reordered_features_serialize_differently_but_pass(smoke_splits):
 
 @pytest.mark.parametrize("make_example, message", [
     (swapped, "did you swap label and class_id"),
-    (scaled, "12,288 bytes, expected 3,072"),
+    (scaled, "12,288 bytes, expected 3,072 = 32 x 32 x 3 uint8 values (float32 pixels scaled to [0, 1]"),
+    (unscaled_float, "12,288 bytes, expected 3,072 = 32 x 32 x 3 uint8 values (4 bytes per value"),
+    (channels_first, "the bytes decode to other pixels (stored channels first, transposed to (3, 32, 32))"),
     (no_index, "missing ['index']"),
     (label_as_float, "feature 'label' of image 0 (index 0): stored as float, expected int64"),
 ])
@@ -136,7 +148,7 @@ def test_correct_parsers_pass(parse, smoke_records):
 
 
 @pytest.mark.parametrize("parse, message", [
-    (parse_channels_first, "batch element 0: pixels differ"),
+    (parse_channels_first, r"batch element 0: pixels differ \(read as channels first, \(3, 32, 32\), then transposed\)"),
     (parse_class_as_label, "return the 'label' feature"),
     (parse_and_scale, "images are float32, expected uint8"),
 ])

@@ -43,17 +43,24 @@ def _compare_image(got: list, expected: bytes, where: str) -> None:
         raise SelfCheckError(f"feature 'image' of {where}: holds {len(got)} values; store the whole image as ONE "
                              f"bytes value (image.tobytes()).")
     if len(got[0]) != len(expected):
-        hint = (" (4 bytes per value: the image was converted to float or int32 before writing; the lab stores "
-                "the raw uint8 pixels, unscaled)" if len(got[0]) == 4 * len(expected) else "")
+        hint = ""
+        if len(got[0]) == 4 * len(expected):
+            as_float = np.frombuffer(got[0], np.float32)
+            hint = (" (float32 pixels scaled to [0, 1]: the lab stores the raw uint8 pixels, unscaled; the model scales "
+                    "them)" if np.all(np.isfinite(as_float)) and 0 <= as_float.min() and as_float.max() <= 1 else
+                    " (4 bytes per value: the image was converted to float or int32 before writing; the lab stores "
+                    "the raw uint8 pixels, unscaled)")
         raise SelfCheckError(f"feature 'image' of {where}: {len(got[0]):,} bytes, expected {len(expected):,} "
                              f"= 32 x 32 x 3 uint8 values{hint}.")
     yours = np.frombuffer(got[0], np.uint8).reshape(config.IMAGE_SHAPE)
     ours = np.frombuffer(expected, np.uint8).reshape(config.IMAGE_SHAPE)
     if not np.array_equal(yours, ours):
         diff, at = largest_difference(yours, ours)
-        raise SelfCheckError(f"feature 'image' of {where}: the bytes decode to other pixels; largest difference "
-                             f"{diff:g} at (row, column, channel) {at}: yours {yours[at]}, expected {ours[at]}. "
-                             f"Store image.tobytes() of the uint8 (32, 32, 3) array as it is.")
+        transposed = np.array_equal(np.frombuffer(got[0], np.uint8), ours.transpose(2, 0, 1).ravel())
+        raise SelfCheckError(f"feature 'image' of {where}: the bytes decode to other pixels"
+                             + (" (stored channels first, transposed to (3, 32, 32))" if transposed else "")
+                             + f"; largest difference {diff:g} at (row, column, channel) {at}: yours {yours[at]}, "
+                             f"expected {ours[at]}. Store image.tobytes() of the uint8 (32, 32, 3) array as it is.")
 
 
 def check_make_example(make_example: Callable, split: Split, count: int = SAMPLE) -> str:
@@ -138,7 +145,11 @@ def check_parse_batch(parse_batch: Callable, split: str = "val", batch_size: int
     for i in range(len(ours_labels)):
         if not np.array_equal(images[i], ours_images[i]):
             diff, at = largest_difference(images[i], ours_images[i])
-            raise SelfCheckError(f"batch element {i}: pixels differ; largest difference {diff:g} at (row, column, "
+            # The mistake of reading the bytes as channels first, (3, 32, 32), then transposing to channels last.
+            channels_first = np.array_equal(images[i], ours_images[i].reshape(3, 32, 32).transpose(1, 2, 0))
+            raise SelfCheckError(f"batch element {i}: pixels differ"
+                                 + (" (read as channels first, (3, 32, 32), then transposed)" if channels_first else "")
+                                 + f"; largest difference {diff:g} at (row, column, "
                                  f"channel) {at}: yours {images[i][at]}, expected {ours_images[i][at]} (the bytes are "
                                  f"height, width, channel: a plain reshape to (-1, 32, 32, 3), no transpose).")
     labels = labels.reshape(-1)

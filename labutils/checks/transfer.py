@@ -1,8 +1,10 @@
 """Self-checks of notebook 03's exercises: the transfer model's structure, and what each phase trains.
 
-The model is judged by its structure, not by the names of incidental layers: a
-sub-model named ``conv_base`` (the backbone without its top) called with
-``training=False``, then layers that map its features to one cat probability; in
+The model is judged by its structure and its response, not by the names of incidental
+layers: a sub-model named ``conv_base`` (the backbone without its top) called with
+``training=False``, fed the raw pixels through the backbone's own ``preprocess_input``
+(judged on flat-coloured images, which any resizing leaves flat, so that every way
+of resizing passes), then layers that map its features to one cat probability; in
 phase 1 only those head layers train; in phase 2 also the chosen ``conv_base``
 layers, BatchNormalization excepted. Freezing by ``conv_base.trainable = False``
 or by a loop over its layers are both right.
@@ -14,8 +16,23 @@ import re
 import keras
 import numpy as np
 
-from labutils import config, models, surgery
-from labutils.checks import SelfCheckError, passed
+from labutils import backbones, config, models, surgery
+from labutils.checks import SelfCheckError, passed, relative_error
+
+# Flat images (one RGB colour each, 0-255): resizing keeps them flat, so conv_base's input must be
+# preprocess_input of these colours at every position, whatever the interpolation.
+COLOURS = np.array([[0, 0, 0], [255, 255, 255], [200, 120, 30], [20, 90, 240]], dtype=np.float32)
+PREPROCESS_TOLERANCE = 1e-4  # relative error; float32 round-off of resizing a flat image is ~1e-7
+# What a student may feed conv_base instead of its own preprocess_input: (mistake, fix), and the values.
+WRONG_PREPROCESSING = {
+    "the raw pixels 0-255": lambda x: x,
+    "pixels scaled to [0, 1] (Rescaling(1/255)?)": lambda x: x / 255.0,
+    "pixels scaled to [-1, 1] (x / 127.5 - 1, MobileNet's and Inception's preprocessing)": lambda x: x / 127.5 - 1,
+    "pixels preprocessed as Caffe-trained models want them (BGR, ImageNet mean subtracted: ResNet's and VGG's)":
+        lambda x: keras.applications.imagenet_utils.preprocess_input(x.copy(), mode="caffe"),
+    "pixels preprocessed as PyTorch-trained models want them (scaled to [0, 1], ImageNet mean and std)":
+        lambda x: keras.applications.imagenet_utils.preprocess_input(x.copy(), mode="torch"),
+}
 
 
 def conv_base_of(model: keras.Model) -> keras.Model:
@@ -67,14 +84,51 @@ def check_model(model: keras.Model, backbone: str, input_size: int) -> str:
     if not head_layers(model):
         raise SelfCheckError("no layer with weights after conv_base: graft a new head (e.g. global average "
                              "pooling, dropout, Dense(1, activation='sigmoid')).")
+    error = _require_preprocessing(model, conv_base, backbone)
     x = np.random.default_rng(config.SEED).integers(0, 256, (4, *config.IMAGE_SHAPE)).astype("float32")
     p = np.asarray(model(x, training=False))
     if not (np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))):
         raise SelfCheckError(f"the model's outputs {p.ravel()[:4]} are not probabilities in [0, 1]: end with a "
                              f"sigmoid unit.")
     return passed(task, f"conv_base ({backbone}, {len(conv_base.layers)} layers, no top) called with "
-                        f"training=False; head of {len(head_layers(model))} layer(s) with weights; "
+                        f"training=False on {backbone}'s preprocess_input of the pixels (relative error {error:.1e}, "
+                        f"must stay under {PREPROCESS_TOLERANCE:g}); head of {len(head_layers(model))} layer(s) with weights; "
                         f"{surgery.summary(model)}")
+
+
+def _conv_base_input(model: keras.Model, conv_base: keras.Model) -> keras.Model:
+    """The model from its raw pixels to what it feeds ``conv_base`` (the resizing and preprocessing)."""
+    for node in conv_base._inbound_nodes:  # the calls of conv_base; one of them is in the model's graph
+        try:
+            return keras.Model(model.inputs, node.input_tensors[0])
+        except ValueError:  # a call outside the model (e.g. on the backbone's own input)
+            continue
+    raise SelfCheckError("conv_base is not called on the model's input: call conv_base(x, training=False) on "
+                         "the resized, preprocessed pixels inside the model.")
+
+
+def _require_preprocessing(model: keras.Model, conv_base: keras.Model, backbone: str) -> float:
+    """Raise unless flat-coloured 32x32 images reach ``conv_base`` as ``backbone``'s ``preprocess_input``
+    of their colours (float32 ``(4, 3)``, compared by relative error), naming a likely mistake; return the error."""
+    flat = np.broadcast_to(COLOURS[:, None, None, :], (len(COLOURS), *config.IMAGE_SHAPE)).copy()
+    fed = np.asarray(_conv_base_input(model, conv_base)(flat, training=False), dtype=np.float64)
+    got = fed.reshape(len(COLOURS), -1, fed.shape[-1]).mean(axis=1)  # one value per image and channel
+    expected = np.asarray(backbones.preprocess_input(backbone)(COLOURS.copy()), dtype=np.float64)
+    error = relative_error(got, expected)
+    if got.shape == expected.shape and error <= PREPROCESS_TOLERANCE:
+        return error
+    if got.shape != expected.shape:
+        raise SelfCheckError(f"conv_base receives {fed.shape[-1]} channels per position, expected 3 (RGB).")
+    mistakes = [name for name, wrong in WRONG_PREPROCESSING.items() if relative_error(wrong(COLOURS), expected) >
+                PREPROCESS_TOLERANCE and relative_error(got, wrong(COLOURS)) <= PREPROCESS_TOLERANCE]
+    if relative_error(got, backbones.preprocess_input(backbone)(expected.astype(np.float32))) <= PREPROCESS_TOLERANCE:
+        mistakes.append(f"pixels through {backbone}'s preprocess_input twice")
+    image, channel = np.unravel_index(int(np.argmax(np.abs(got - expected))), got.shape)
+    raise SelfCheckError(f"conv_base receives {mistakes[0] if mistakes else 'other values than it expects'}: for a flat "
+                         f"RGB {COLOURS[image].astype(int).tolist()} image, channel {channel} is {got[image, channel]:.4g}, "
+                         f"{backbone}'s preprocess_input gives {expected[image, channel]:.4g} (relative error {error:.1e}, "
+                         f"must stay under {PREPROCESS_TOLERANCE:g}). Feed conv_base the resized pixels (0-255) through "
+                         f"{backbone}'s own preprocess_input (models.BackbonePreprocess({backbone!r})), exactly once.")
 
 
 def _require_head_trains(model: keras.Model, why: str) -> None:
@@ -90,8 +144,10 @@ def check_phase1(model: keras.Model) -> str:
     training = [layer.name for layer in surgery.layers(conv_base) if not isinstance(layer, keras.Model)
                 and _trainable(layer)]
     if training:
-        raise SelfCheckError(f"{len(training)} conv_base layers would still train in phase 1, e.g. {training[:3]}: "
-                             f"freeze all of conv_base (conv_base.trainable = False).")
+        kinds = sorted({type(layer).__name__ for layer in surgery.layers(conv_base) if layer.name in training})
+        raise SelfCheckError(f"{len(training)} conv_base layers would still train in phase 1, e.g. {training[:3]} "
+                             f"(kinds: {', '.join(kinds)}): freeze all of conv_base, every kind of layer "
+                             f"(conv_base.trainable = False).")
     _require_head_trains(model, "phase 1 trains the head")
     counts = surgery.counts(model)
     return passed(task, f"only the head trains: {counts['trainable']:,} trainable parameters, "
