@@ -19,6 +19,8 @@ from labutils import atomic
 
 DISCUSSIONS = "discussions.html"
 FEEDBACK = "feedback"
+# What grading writes for the class (a pod writes them for its one student: merge leaves those behind).
+CLASS_FILES = (gradebook.GRADEBOOK, sheet.SHEET, DISCUSSIONS)
 
 
 def write_class(summary: Summary, out: Path) -> None:

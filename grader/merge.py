@@ -42,7 +42,8 @@ def _copy_files(source: Path, target: Path) -> None:
         kind = entry.stat(follow_symlinks=False).st_mode
         if stat.S_ISDIR(kind):
             _copy_files(Path(entry.path), target / entry.name)
-        elif stat.S_ISREG(kind) and entry.name not in ("summary.json", "report.md", students.MARKER):
+        elif stat.S_ISREG(kind) and entry.name not in ("summary.json", "report.md", students.MARKER,
+                                                       *finalize.CLASS_FILES):
             if entry.stat(follow_symlinks=False).st_size <= collect.PARSE_CAP:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(entry.path, target / entry.name, follow_symlinks=False)
