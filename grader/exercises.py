@@ -170,7 +170,8 @@ def outcome(executed, name: str) -> tuple[str, str]:
     if check.get("execution_count") is None:
         return "not run", "its self-check did not run (the notebook stopped before it)"
     printed = "".join(o.get("text", "") for o in check.get("outputs", []) if o.get("output_type") == "stream")
-    line = next((ln.strip() for ln in collect.clean(printed).splitlines() if ln.strip()), "")
+    lines = [ln.strip() for ln in collect.clean(printed).splitlines() if ln.strip()]
+    line = next((ln for ln in lines if f"{name}:" in ln), lines[0] if lines else "")  # the check's own line
     return "passed", (line or "self-check passed")[:MESSAGE_CAP]
 
 
