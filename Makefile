@@ -3,13 +3,14 @@
 # `make test`: unit tests (the 15 slowest listed, to keep CI short) and nbval (smoke profile).
 # `make release`: the student version (solutions stripped, no course tools) in release/.
 # Both create or reuse the virtual environment in .venv; `make test` also installs bubblewrap
-# (the grader's sandbox) when it is missing and we are root (CI), else says how to.
+# (the grader's sandbox) and chromium (the browser the tests open the grader's HTML pages in)
+# when they are missing and we are root (CI), else says how to.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?=
 
-.PHONY: venv bwrap lab test smoke release clean
+.PHONY: venv bwrap chromium lab test smoke release clean
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -34,7 +35,17 @@ bwrap:
 	         "Without it the grader runs submissions unisolated and says so; its tests skip (fail when CI=true)." >&2; \
 	  fi; }
 
-test: venv bwrap
+# Debian's chromium, driven by playwright with executable_path=/usr/bin/chromium (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium, the browser the tests open discussions.html and the feedback pages in, is missing:" \
+	         "sudo apt-get install chromium. Without it those tests skip (fail when CI=true)." >&2; \
+	  fi; }
+
+test: venv bwrap chromium
 	LAB5_PROFILE=smoke $(PY) -m pytest tests --durations=15
 	LAB5_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 

@@ -1,12 +1,13 @@
 """The course's grader for Lab 5 (course-only: the student release does not contain it).
 
-``python -m grader`` has four subcommands (``run`` is the default)::
+``python -m grader`` has five subcommands (``run`` is the default)::
 
     python -m grader --profile smoke                  # this repository: graded/ + graded/report.md
     python -m grader run --submissions DIR --jobs 4   # a class: DIR-graded/report.md, DIR-graded/students/<name>/
     python -m grader k8s --submissions DIR --image IMAGE > job.yaml   # one Kubernetes pod per student
     python -m grader merge RESULTS --submissions DIR --out OUT        # the pods' results as one class report
     python -m grader release --out release/           # the student version of the lab
+    python -m grader finalize DIR-graded [--roster FILE]   # manual.csv read: gradebook.csv, feedback/
 
 ``run`` executes every course notebook (``labutils.course.NOTEBOOKS``) of each submission
 with papermill, in a private copy (the submission itself is never written), inside a
@@ -21,5 +22,8 @@ outputs), ``runner`` (one submission: private copy, papermill children, time lim
 ``child`` (the program a papermill child runs), ``sandbox`` (bubblewrap), ``collect``
 (bounded reading, grader-computed metrics), ``deliverables`` (the rubric), ``report``
 (Markdown), ``schema`` (what ``summary.json`` holds), ``students`` (who is graded),
-``settings`` (time limits, job sizes), ``k8s``, ``merge``, ``release``.
+``settings`` (time limits, job sizes), ``k8s``, ``merge``, ``release``; the grades: ``rubric``
+(points), ``exercises`` (self-check outcomes, own work read with ``ast``), ``evidence`` (what is
+kept of a student before their copy goes), ``similarity`` (near-duplicates), ``sheet``
+(``manual.csv``), ``gradebook``, ``pages`` (HTML), ``finalize``.
 """

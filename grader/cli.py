@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import grader
-from grader import k8s, merge, release, run, sandbox, settings
+from grader import finalize, k8s, merge, release, run, sandbox, settings
 from labutils import config
 
-COMMANDS = ("run", "k8s", "merge", "release")
+COMMANDS = ("run", "k8s", "merge", "release", "finalize")
 
 
 def _profile(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +71,13 @@ def _release_options(parser: argparse.ArgumentParser) -> None:
     _out(parser, "where the student version goes (default: release/ in this repository)")
 
 
+def _finalize_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out_dir", type=Path, metavar="OUT",
+                        help="a graded class's output folder (summary.json, manual.csv filled in)")
+    parser.add_argument("--roster", type=Path, metavar="FILE",
+                        help="CSV of student folder name, LMS id: adds an lms_id column to gradebook.csv")
+
+
 def build_parser() -> argparse.ArgumentParser:
     doc = grader.__doc__
     parser = argparse.ArgumentParser(prog="python -m grader", description=doc.split("\n\n")[0],
@@ -80,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {"run": "grade this repository or --submissions DIR (the default command)",
              "k8s": "write the Kubernetes Job that grades a class, one pod per student (YAML on stdout)",
              "merge": "merge the pods' results into one class report",
-             "release": "write the student version of the lab (solutions stripped, no course tools)"}
-    adders = {"run": _run_options, "k8s": _k8s_options, "merge": _merge_options, "release": _release_options}
+             "release": "write the student version of the lab (solutions stripped, no course tools)",
+             "finalize": "read the filled-in manual.csv: the final gradebook.csv and feedback/<student>.html"}
+    adders = {"run": _run_options, "k8s": _k8s_options, "merge": _merge_options, "release": _release_options,
+              "finalize": _finalize_options}
     for name in COMMANDS:
         adders[name](commands.add_parser(name, help=helps[name], description=helps[name]))
     return parser
@@ -97,5 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "profile"):
         profile, args.profile_reason = config.resolve_profile(args.profile)
         args.profile = profile.name
-    command = {"run": run.main, "k8s": k8s.main, "merge": merge.main, "release": release.main}[args.command]
+    command = {"run": run.main, "k8s": k8s.main, "merge": merge.main, "release": release.main,
+               "finalize": finalize.main}[args.command]
     return command(args, sub.error)

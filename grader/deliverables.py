@@ -6,7 +6,16 @@ line of ``evidence``. The evidence comes from the grader's own work where it can
 labels, files it found) and says "reported by the notebook" where a fact is only
 the student's results JSON. A discussion cell (tagged ``deliverable``) counts as
 edited when its text differs from the course's template and holds at least
-``MIN_OWN_WORDS`` words that the template does not.
+``MIN_OWN_WORDS`` words that the template does not. The templates are the course's as
+released (``templates.json`` beside this module, written by ``python -m grader release``
+from the course's notebooks and checked against them by a test), never the notebooks of
+the checkout the grader runs from: in a student's own clone those hold their answers.
+
+The deliverables judge what ran: the grader runs each notebook to its end with errors
+allowed, so a wrong exercise fails its notebook but the products of the cells after it
+(scored models, records, overlays) still count; a notebook with an exercise left as its
+stub reads ``not implemented: <task>``, and each deliverable's ``points`` follow
+``grader.rubric`` (None while a person has to grade its discussion).
 """
 from __future__ import annotations
 
@@ -17,13 +26,13 @@ from pathlib import Path
 
 import nbformat
 
-from grader import collect
-from grader.schema import Assessment, NotebookResult
-from labutils import config, course
+from grader import collect, rubric
+from grader.schema import Assessment, ExerciseScore, NotebookResult
+from labutils import atomic, config, course
 
 MIN_OWN_WORDS = 40
-# The course's own notebooks: the templates of the discussion cells.
-TEMPLATES = Path(__file__).resolve().parents[1] / config.NOTEBOOKS_DIR.relative_to(config.ROOT)
+# The discussion cells of the course's notebooks as released: notebook name -> the cell's text.
+TEMPLATES = Path(__file__).resolve().parent / "templates.json"
 WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
 
 
@@ -42,11 +51,33 @@ def deliverable_text(path: Path) -> str | None:
     return next((cell.source for cell in tagged), None)
 
 
-def edited(student: Path, template: Path) -> tuple[bool | None, str]:
-    """Whether the student's deliverable cell was written, and a few words saying why (None: cannot tell)."""
-    theirs, ours = deliverable_text(student), deliverable_text(template)
+def course_templates(notebooks: Path) -> dict[str, str]:
+    """The discussion cell of each course notebook in ``notebooks`` that has one (notebook name -> text)."""
+    found = {nb.name: deliverable_text(notebooks / nb.name) for nb in course.NOTEBOOKS}
+    return {name: text for name, text in found.items() if text is not None}
+
+
+def write_templates(notebooks: Path) -> dict[str, str]:
+    """Record the course's discussion templates (``TEMPLATES``) from its notebooks; returns them."""
+    found = course_templates(notebooks)
+    atomic.write_text(TEMPLATES, json.dumps(found, indent=1, sort_keys=True) + "\n")
+    return found
+
+
+def templates() -> dict[str, str]:
+    """The course's discussion templates as released (empty when the file is missing)."""
+    try:
+        return json.loads(TEMPLATES.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def edited(student: Path, ours: str | None) -> tuple[bool | None, str]:
+    """Whether the student's deliverable cell was written, and a few words saying why (None: cannot tell);
+    ``ours``: the course's template of that cell."""
+    theirs = deliverable_text(student)
     if ours is None:
-        return None, f"the course's {template.name} has no {course.DISCUSSION_TAG} cell to compare with"
+        return None, f"the course has no {course.DISCUSSION_TAG} cell of {student.name} to compare with"
     if theirs is None:
         return False, (f"no cell tagged {course.DISCUSSION_TAG!r} in {student.name} (the discussion cell was "
                        f"removed or untagged)")
@@ -67,13 +98,13 @@ def _read_json(path: Path) -> tuple[dict | None, str | None]:
 
 
 def _failed(nb: NotebookResult | None, name: str, by_number: dict[str, NotebookResult]) -> str | None:
-    """Why notebook ``name`` did not pass, in one line (None when it passed).
+    """Why notebook ``name`` left nothing to judge, in one line (None: it ran to its end, passed or not).
 
     A notebook skipped because one it needs stopped at an exercise stub says which exercise.
     """
     if nb is None:
         return f"{name} not graded"
-    if nb.status == "passed":
+    if nb.status in ("passed", "failed") and nb.error != "NotImplementedError":
         return None
     if nb.error == "NotImplementedError":
         task = (nb.message or "").split(":", 1)[0].strip() or "an exercise"
@@ -97,26 +128,43 @@ def _checked(nb: NotebookResult, model: str, expected: int | None) -> str | None
     return None
 
 
-class _Student:
-    """What the assessment of one student's deliverables reads: their copy, notebooks' results, the test count."""
+def _where(nb: NotebookResult | None) -> str:
+    """`` (NN failed at cell N: Error)`` for a notebook that raised, else nothing."""
+    if nb is None or nb.status != "failed":
+        return ""
+    return f" ({nb.notebook} failed at cell {nb.cell}" + (f": {nb.error})" if nb.error else ")")
 
-    def __init__(self, root: Path, results: list[NotebookResult], profile: str):
+
+class _Student:
+    """What the assessment of one student's deliverables reads: their copy, notebooks' results, exercises."""
+
+    def __init__(self, root: Path, results: list[NotebookResult], profile: str, scored: list[ExerciseScore]):
         self.root = root
         self.by_number = {r.notebook[:2]: r for r in results}
         self.results_dir = root / config.RESULTS_DIR.relative_to(config.ROOT)
+        self.scored = scored
+        self.templates = templates()
         try:
             self.expected = len(collect.true_labels(profile))
         except Exception:  # the grader's own CIFAR-10 is not available: counts cannot be checked
             self.expected = None
 
+    def stub(self, notebook: course.Notebook) -> str | None:
+        """``not implemented: <task>`` when an exercise of ``notebook`` was left as its stub."""
+        left = next((e for e in self.scored if e.notebook == notebook.name and e.status == "not implemented"), None)
+        return f"not implemented: {left.name}" if left else None
+
     def problem(self, notebook: course.Notebook) -> str | None:
-        """Why ``notebook`` did not pass, or why one of its models was not scored on every test image."""
+        """Why ``notebook`` gives nothing to judge, or why one of its models was not scored on every test image."""
         nb = self.by_number.get(notebook.number)
-        return _failed(nb, notebook.name, self.by_number) or next(
-            filter(None, (_checked(nb, model, self.expected) for model in notebook.models)), None)
+        stopped = self.stub(notebook) or _failed(nb, notebook.name, self.by_number)
+        if stopped:
+            return stopped
+        unscored = next(filter(None, (_checked(nb, model, self.expected) for model in notebook.models)), None)
+        return unscored + _where(nb) if unscored else None
 
     def discussion(self, notebook: course.Notebook) -> tuple[bool | None, str]:
-        return edited(self.root / "notebooks" / notebook.name, TEMPLATES / notebook.name)
+        return edited(self.root / "notebooks" / notebook.name, self.templates.get(notebook.name))
 
     def results(self, notebook: course.Notebook) -> tuple[dict | None, str | None]:
         return _read_json(self.results_dir / notebook.results)
@@ -138,20 +186,24 @@ def _lab4(student: _Student, deliverable: course.Deliverable) -> tuple[str, str]
 
 
 def _conv_base(student: _Student, deliverable: course.Deliverable) -> tuple[str, str]:
-    problem = _failed(student.by_number.get(deliverable.notebook.number), deliverable.notebook.name, student.by_number)
+    nb = deliverable.notebook
+    problem = student.stub(nb) or _failed(student.by_number.get(nb.number), nb.name, student.by_number)
     if problem:
         return "not met", problem
-    doc, error = student.results(deliverable.notebook)
+    failed = next((e for e in student.scored if e.notebook == nb.name and e.status != "passed"), None)
+    if failed:
+        return "not met", f"{nb.number}'s structural self-check of {failed.name} {failed.status}: {failed.evidence}"
+    doc, error = student.results(nb)
     base = doc.get(course.CONV_BASE) if doc else None
     if error:
         return "not checkable", error
     if not isinstance(base, dict):
-        return "not met", f"{deliverable.notebook.number}'s results record no {course.CONV_BASE} (reported by the notebook)"
+        return "not met", f"{nb.number}'s results record no {course.CONV_BASE} (reported by the notebook)"
     if base.get("name") != course.CONV_BASE or base.get("include_top") is not False:
         return "not met", (f"{course.CONV_BASE} recorded as {json.dumps(base)[:120]} (name {course.CONV_BASE}, "
                            f"include_top false expected; reported by the notebook)")
     return "met", (f"sub-model {course.CONV_BASE} of {base.get('backbone')}, {base.get('layers')} layers, without its "
-                   f"top (reported by the notebook, which passed its structural self-checks)")
+                   f"top (reported by the notebook; its structural self-checks passed)")
 
 
 def _compared(student: _Student, deliverable: course.Deliverable) -> tuple[str, str]:
@@ -166,12 +218,19 @@ def _compared(student: _Student, deliverable: course.Deliverable) -> tuple[str, 
                                             f"{', '.join(map(str, compared))}")
 
 
+def photo_rows(student_root: Path) -> list[dict]:
+    """The rows of notebook 04's results: one per photo, with its top-3 labels and overlay files."""
+    doc, _ = _read_json(student_root / config.RESULTS_DIR.relative_to(config.ROOT) / course.CAM_NB.results)
+    return [r for r in (doc or {}).get("images", []) if isinstance(r, dict)]
+
+
 def _explained(student: _Student, deliverable: course.Deliverable) -> tuple[str, str]:
-    problem = student.problem(deliverable.notebook)
+    problem = student.stub(deliverable.notebook) or student.problem(deliverable.notebook)
     doc, error = student.results(deliverable.notebook) if not problem else (None, None)
     if problem or error:
-        return ("not met", problem) if problem else ("not checkable", error)
-    rows = [r for r in doc.get("images", []) if isinstance(r, dict)]
+        return ("not met", problem) if problem else ("not checkable", error + _where(
+            student.by_number.get(deliverable.notebook.number)))
+    rows = photo_rows(student.root)
     img_out = student.root / config.IMG_OUT.relative_to(config.ROOT)
     present = {p.name for p in img_out.iterdir() if p.is_file()} if img_out.is_dir() else set()
     lacking = [r.get("image") for r in rows if not r.get("top3") or not r.get("overlays") or
@@ -189,11 +248,24 @@ def _explained(student: _Student, deliverable: course.Deliverable) -> tuple[str,
 JUDGES = {1: _lab4, 2: _conv_base, 3: _compared, 4: _explained}
 
 
-def assess(root: Path, results: list[NotebookResult], profile: str) -> list[Assessment]:
+def _points(deliverable: course.Deliverable, status: str) -> tuple[float | None, bool]:
+    """``(points, manual)``: the grader's own points; None while a person grades a met discussion."""
+    if rubric.manual(deliverable):
+        return (None, True) if status == "met" else (0, True)
+    return (rubric.maximum(deliverable.id) if status == "met" else 0), False
+
+
+def assess(root: Path, results: list[NotebookResult], profile: str,
+           scored: list[ExerciseScore] = ()) -> list[Assessment]:
     """The deliverables of one student.
 
-    ``root``: the student's (graded, private) copy; ``results``: the grader's per-notebook results.
-    The discussion cells are compared with the course's own notebooks (``TEMPLATES``).
+    ``root``: the student's (graded, private) copy; ``results``: the grader's per-notebook results;
+    ``scored``: their exercises (``grader.exercises``). Discussion cells are compared with ``TEMPLATES``.
     """
-    student = _Student(root, results, profile)
-    return [Assessment(d.id, d.title, *JUDGES[d.id](student, d)) for d in course.DELIVERABLES]
+    student = _Student(root, results, profile, list(scored))
+    assessed = []
+    for d in course.DELIVERABLES:
+        status, evidence = JUDGES[d.id](student, d)
+        points, manual = _points(d, status)
+        assessed.append(Assessment(d.id, d.title, status, evidence, points, rubric.maximum(d.id), manual))
+    return assessed

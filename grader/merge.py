@@ -13,7 +13,9 @@ grader wrote; files are read bounded, regular files only.
 
 The class report adds what a teacher would rather look at than read: per
 deliverable, how many students met it, and ``class_roc_auc.png``, the spread of
-the grader-computed test ROC-AUC of the Lab 4 and transfer models across the class.
+the grader-computed test ROC-AUC of the Lab 4 and transfer models across the class;
+and, as a local run does, ``gradebook.csv``, ``manual.csv`` and ``discussions.html``
+(``finalize.write_class``), from what each pod's summary and thumbnails hold.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import stat
 import time
 from pathlib import Path
 
-from grader import collect, report, students
+from grader import collect, finalize, report, students
 from grader.schema import Isolation, Run, Summary
 from labutils import atomic
 
@@ -40,7 +42,8 @@ def _copy_files(source: Path, target: Path) -> None:
         kind = entry.stat(follow_symlinks=False).st_mode
         if stat.S_ISDIR(kind):
             _copy_files(Path(entry.path), target / entry.name)
-        elif stat.S_ISREG(kind) and entry.name not in ("summary.json", "report.md", students.MARKER):
+        elif stat.S_ISREG(kind) and entry.name not in ("summary.json", "report.md", students.MARKER,
+                                                       *finalize.CLASS_FILES):
             if entry.stat(follow_symlinks=False).st_size <= collect.PARSE_CAP:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(entry.path, target / entry.name, follow_symlinks=False)
@@ -98,6 +101,7 @@ def merge(results: Path, submissions: Path, out: Path) -> Summary:
     summary.seconds = round(time.monotonic() - start, 1)
     atomic.write_text(out / "summary.json", summary.to_json())
     atomic.write_text(out / "report.md", report.render_combined(summary))
+    finalize.write_class(summary, out)
     return summary
 
 

@@ -17,7 +17,9 @@ notebooks in ``notebooks/`` beside everything else a student needs (``labutils``
 ``img_in/``, the empty ``records/`` and ``img_out/``, the requirements) and a
 README and Makefile of its own (``grader/student/``) that name only what it holds.
 The course's tools stay behind: the grader, tests, benchmarks, deployment files.
-The grader grades what students hand back like any other submission.
+The grader grades what students hand back like any other submission. The release also
+records the course's discussion templates (``grader/templates.json``, which the grader
+compares discussion cells with) from the notebooks it released.
 
 nbgrader itself (``nbgrader generate_assignment``) strips the same markers, but it
 brings a database, a web server extension and its own course layout; for one
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import nbformat
 
+from grader import deliverables, rubric
 from labutils import config, course
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -141,11 +144,14 @@ def main(args, error) -> int:
     """``python -m grader release``: write the student version to ``args.out`` (default ``release/``)."""
     out = args.out or config.ROOT / "release"
     try:
+        rubric.check()  # the points must cover what is released
         made = release(out)
     except (MarkerError, ValueError, OSError) as err:
         print(f"release: {err}", file=sys.stderr)
         return 1
     for name, tasks in made.items():
         print(f"notebooks/{name}: {len(tasks)} exercise(s): {', '.join(tasks)}")
+    recorded = deliverables.write_templates(config.ROOT / config.NOTEBOOKS_DIR.relative_to(config.ROOT))
+    print(f"discussion templates of {', '.join(recorded)}: {deliverables.TEMPLATES}")
     print(f"student repository: {out}")
     return 0

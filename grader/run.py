@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from grader import report, runner, sandbox, settings, students
+from grader import finalize, report, runner, sandbox, settings, students
 from grader.runner import say
 from grader.schema import Environment, Run, Summary
 from labutils import assets, atomic, config
@@ -93,6 +93,7 @@ class Outputs:
             if self.summary.submissions is not None:
                 self.summary.class_figure = report.write_class_figure(self._current(), self.out)
             self._write()
+            finalize.write_class(self.summary, self.out)
             return self.summary
 
     def _current(self) -> Summary:
@@ -194,7 +195,11 @@ def _grade_one(name: str, p: Plan, outputs: Outputs, scratch: Path, label: str) 
         interrupted = runner.stopping.is_set()
         if not results and not interrupted:
             say(f"{name}: no course notebooks found in {root}")
-        return Run(name, str(root), folder, "interrupted" if interrupted else "graded", results, left_out, assessed)
+        run = Run(name, str(root), folder, "interrupted" if interrupted else "graded", results, left_out)
+        if assessed is not None:
+            run.deliverables, run.exercises, run.discussions = (assessed.deliverables, assessed.exercises,
+                                                                assessed.discussions)
+        return run
     except Exception as err:  # one broken submission must not stop the others
         say(f"{name}: could not be graded: {type(err).__name__}: {err}")
         return Run(name, str(root), folder, f"not graded: {type(err).__name__}: {err}")

@@ -6,7 +6,7 @@ notebook only), wrapped by the sandbox (``sandbox.wrap``) unless it is off, on a
 of this Python that imports the COURSE's ``labutils`` before any student code runs.
 ``LAB5_ROOT`` is the private copy, so the submission itself is never written to.
 A notebook that needs another's outputs (``Notebook.needs``) is skipped when that
-one did not pass in the same run.
+one did not pass in the same run and did not leave the files it saves for it (``Notebook.saves``).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from grader import child, collect, deliverables, sandbox, settings
+from grader import child, collect, evidence, sandbox, settings
 from grader.schema import Isolation, NotebookResult
 from labutils import assets, atomic, config, course
 
@@ -296,6 +296,11 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSetting
     return result
 
 
+def _saved(needed: course.Notebook, root: Path) -> bool:
+    """Whether a notebook that did not pass still left what the notebooks needing it read (``Notebook.saves``)."""
+    return bool(needed.saves) and all((root / name).is_file() for name in needed.saves)
+
+
 def _prepare(submission: Path, ws: Workspace) -> list[str]:
     """The private copy and scratch folders of one student; returns what was not copied."""
     left_out = copy_submission(submission, ws.root)
@@ -309,8 +314,8 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
                on_notebook=None) -> tuple[list[NotebookResult], list[str], list]:
     """Every notebook of a private copy of ``submission`` (made in ``work``, removed after), in order.
 
-    Returns the results, the entries not copied (symlinks, FIFOs...) and the deliverables'
-    assessment (:mod:`grader.deliverables`; empty when interrupted);
+    Returns the results, the entries not copied (symlinks, FIFOs...) and what the grader assessed
+    (:func:`grader.evidence.assess`: deliverables, exercises, discussions; None when interrupted);
     ``on_notebook(results)`` is called after each notebook (the grader rewrites its partial report).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -323,7 +328,8 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
         for nb, source in found:
             if stopping.is_set():
                 break
-            unmet = [need for need in nb.needs if need in done and done[need] != "passed"]
+            unmet = [need for need in nb.needs if need in done and done[need] != "passed"
+                     and not _saved(course.notebook(need), ws.root)]
             if source is None:
                 result = NotebookResult(nb.name, "missing", reason="not in the submission's notebooks/")
                 say(f"{label}{nb.name}: missing")
@@ -340,7 +346,7 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
             if on_notebook is not None:
                 on_notebook(results)
         left_out += [f"notebooks/{name} (not a course notebook: listed, not run)" for name in others]
-        assessed = [] if stopping.is_set() else deliverables.assess(ws.root, results, options.profile)
+        assessed = None if stopping.is_set() else evidence.assess(ws.root, out_dir, results, options.profile)
         return results, left_out, assessed
     finally:
         shutil.rmtree(work, ignore_errors=True)

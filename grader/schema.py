@@ -55,12 +55,52 @@ class NotebookResult:
 
 @dataclasses.dataclass
 class Assessment:
-    """One deliverable of one student: ``status`` met / not met / not checkable, and one line of evidence."""
+    """One deliverable of one student: ``status`` met / not met / not checkable, and one line of evidence.
+
+    ``points``: what the grader gives (None: a person grades its discussion, ``manual``), of ``max_points``.
+    """
 
     id: int
     name: str
     status: str
     evidence: str
+    points: float | None = None
+    max_points: float = 0
+    manual: bool = False
+
+
+@dataclasses.dataclass
+class ExerciseScore:
+    """One exercise of one student (``grader.exercises``): its self-check's outcome, whether the solution is
+    the student's own, the points it earns and one line of evidence (the self-check's message when it failed)."""
+
+    name: str
+    notebook: str
+    status: str  # "passed" | "failed" | "not implemented" | "not run" | "missing"
+    evidence: str
+    points: float = 0
+    max_points: float = 0
+    references: list[str] = dataclasses.field(default_factory=list)  # course references its solution calls
+    solution: str = ""  # the solution region's source (capped), for the similarity check
+
+
+@dataclasses.dataclass
+class Photo:
+    """One photo of notebook 04 as a grader sees it: top-3 labels and thumbnails of its overlays
+    (files in the student's output folder, relative to it)."""
+
+    image: str
+    top3: list[str] = dataclasses.field(default_factory=list)
+    thumbnails: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Discussion:
+    """The written part of one deliverable: the text of the student's discussion cell (None: no such cell)."""
+
+    deliverable: int
+    text: str | None = None
+    photos: list[Photo] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -74,6 +114,8 @@ class Run:
     notebooks: list[NotebookResult] = dataclasses.field(default_factory=list)
     left_out: list[str] = dataclasses.field(default_factory=list)  # entries not copied (symlinks, FIFOs...)
     deliverables: list[Assessment] = dataclasses.field(default_factory=list)
+    exercises: list[ExerciseScore] = dataclasses.field(default_factory=list)
+    discussions: list[Discussion] = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> int:
@@ -162,4 +204,9 @@ def _run(data) -> Run:
         raise ValueError("a run's notebooks is not a list")
     notebooks = [NotebookResult(**_known(NotebookResult, nb)) for nb in fields.get("notebooks", [])]
     assessed = [Assessment(**_known(Assessment, d)) for d in fields.get("deliverables", [])]
-    return Run(**{**fields, "notebooks": notebooks, "deliverables": assessed})
+    scored = [ExerciseScore(**_known(ExerciseScore, e)) for e in fields.get("exercises", [])]
+    discussions = [Discussion(**{**_known(Discussion, d), "photos": [Photo(**_known(Photo, p))
+                                                                     for p in d.get("photos", [])]})
+                   for d in fields.get("discussions", [])]
+    return Run(**{**fields, "notebooks": notebooks, "deliverables": assessed, "exercises": scored,
+                  "discussions": discussions})

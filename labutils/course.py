@@ -21,6 +21,9 @@ class Notebook:
     needs: tuple[str, ...] = ()  # numbers of the notebooks whose outputs it reads (the grader skips it without them)
     models: tuple[str, ...] = ()  # the models whose test predictions it saves, for the grader to score
     exercises: tuple[str, ...] = ()  # the functions a student writes (marked ### BEGIN SOLUTION)
+    # Files (relative to the repository) the notebooks that need it read: when they exist, those notebooks
+    # run even if this one raised somewhere (an exercise wrong, its outputs written by the course's code).
+    saves: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -39,7 +42,9 @@ TRANSFER = "transfer"  # notebook 03's ResNet50 model
 # The name of the pretrained backbone inside the transfer model (the deliverable asks for it).
 CONV_BASE = "conv_base"
 
-TFRECORDS_NB = Notebook("01", "01_tfrecords", exercises=("make_example", "parse_batch"))
+# The TFRecords manifest (labutils.tfrecords.MANIFEST in config.RECORDS_DIR) that 02 and 03 read.
+RECORDS_MANIFEST = "records/manifest.json"
+TFRECORDS_NB = Notebook("01", "01_tfrecords", exercises=("make_example", "parse_batch"), saves=(RECORDS_MANIFEST,))
 LAB4_NB = Notebook("02", "02_lab4_retrain", needs=("01",), models=(RAM, TFRECORD),
                    exercises=("training_dataset",))
 # 03's comparison table reads 02's results when they are there; it runs without them.

@@ -66,6 +66,10 @@ def test_merging_pod_results_gives_the_local_class_report(tmp_path):
     strip = lambda text: [re.sub(r"\(\d+ s\)", "(s)", line) for line in text.splitlines()
                           if not line.startswith("- Started")]
     assert strip((tmp_path / "merged" / "report.md").read_text()) == strip((tmp_path / "local" / "report.md").read_text())
+    # the grades and what a person reads: the same from the pods as from one local run
+    for name in ("gradebook.csv", "manual.csv", "discussions.html"):
+        assert (tmp_path / "merged" / name).read_text() == (tmp_path / "local" / name).read_text(), name
+    assert (tmp_path / "local" / "gradebook.csv").read_text().splitlines()[1:] != []
 
 
 def test_a_lost_pod_and_a_damaged_result_are_rows_not_gaps(tmp_path):

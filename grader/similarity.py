@@ -1,0 +1,82 @@
+"""Near-duplicate answers between students: word 5-gram containment, with the passage they share.
+
+The measure: each text becomes the set of its word 5-grams (lower-case words; for code, Python
+tokens, comments dropped), minus the 5-grams of the course's own text for it (the discussion
+template, so prompts a student left in do not count). Two answers are flagged when the shared
+5-grams are at least ``THRESHOLD`` of the smaller set (containment, so a copied paragraph inside a
+longer answer is caught too) and they share at least ``MIN_SHARED`` 5-grams (two short answers
+agreeing on one phrase are not). The evidence is the longest run of words they have in common.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import io
+import itertools
+import re
+import tokenize
+
+N = 5
+THRESHOLD = 0.5
+MIN_SHARED = 3
+PASSAGE_WORDS = 60  # words of the shared passage shown
+WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """Two students whose answers to ``item`` are near-duplicates: containment ``score`` and a shared passage."""
+
+    item: str
+    first: str
+    second: str
+    score: float
+    passage: str
+
+
+def words(text: str) -> list[str]:
+    """The lower-case words of a text."""
+    return [w.lower() for w in WORD.findall(text or "")]
+
+
+def code_tokens(source: str) -> list[str]:
+    """The Python tokens of a solution, comments and layout dropped (words when it does not tokenize)."""
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    try:
+        return [t.string for t in tokenize.generate_tokens(io.StringIO(source or "").readline) if t.type not in skip]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return words(source)
+
+
+def grams(tokens: list[str]) -> set[tuple[str, ...]]:
+    """The token ``N``-grams of a sequence."""
+    return {tuple(tokens[i:i + N]) for i in range(len(tokens) - N + 1)}
+
+
+def passage(a: list[str], b: list[str]) -> str:
+    """The longest run of tokens two sequences share (cut to ``PASSAGE_WORDS``)."""
+    match = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    shared = a[match.a:match.a + match.size]
+    return " ".join(shared[:PASSAGE_WORDS]) + (" ..." if len(shared) > PASSAGE_WORDS else "")
+
+
+def near_duplicates(item: str, answers: dict[str, list[str]], template: list[str] = ()) -> list[Match]:
+    """Every pair of students whose token sequences (``answers``: student -> tokens) are near-duplicates."""
+    common = grams(list(template))
+    sets = {name: grams(tokens) - common for name, tokens in answers.items()}
+    found = []
+    for first, second in itertools.combinations(sorted(answers), 2):
+        a, b = sets[first], sets[second]
+        shared = len(a & b)
+        if not a or not b or shared < MIN_SHARED:
+            continue
+        score = shared / min(len(a), len(b))
+        if score >= THRESHOLD:
+            found.append(Match(item, first, second, round(score, 2), passage(answers[first], answers[second])))
+    return found
+
+
+def describe() -> str:
+    """The measure and threshold in one sentence (shown beside the flags)."""
+    return (f"word {N}-gram containment (shared {N}-grams / those of the shorter answer, the course's template "
+            f"left out) of at least {THRESHOLD:g}, with at least {MIN_SHARED} shared {N}-grams")
