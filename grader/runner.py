@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from grader import child, collect, deliverables, sandbox, settings
+from grader import child, collect, deliverables, limits, sandbox, settings
 from grader.schema import Isolation, NotebookResult
 from labutils import assets, atomic, config, course
 
@@ -61,6 +61,9 @@ class RunSettings:
     isolation: Isolation
     threads: dict[str, str]  # thread limits when several students run at once
     progress: bool  # echo papermill's progress bar (one job only)
+    # (``support`` first: in the class body the field ``limits`` would hide the module)
+    support: limits.Support = limits.Support(cgroup_problem="not detected", tmpfs_problem="not detected")
+    limits: limits.Limits | None = None  # each student's memory, processes and disk (None: not limited)
 
 
 def say(text: str) -> None:
@@ -199,19 +202,23 @@ class Workspace:
         readonly = [*sandbox.python_paths(), COURSE_ROOT / "labutils", CHILD, self.scratch / "spec"]
         if config.CIFAR10_SOURCE and "://" not in config.CIFAR10_SOURCE:
             readonly.append(Path(config.CIFAR10_SOURCE))
+        disk = options.limits is not None and not (options.support.pod or options.support.tmpfs_problem)
         wrapped = sandbox.wrap(argv, env, writable=[self.root, self.scratch], readonly=readonly,
-                               keras_cache=assets.keras_home(), cwd=self.root)
+                               keras_cache=assets.keras_home(), cwd=self.root,
+                               tmp_size=int(options.limits.disk_gb * limits.GB) if disk else None)
         return wrapped, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-def _execute(source: Path, executed: Path, log: Path, ws: Workspace, options: RunSettings) -> tuple[int | None, bool]:
-    """Run the papermill child on ``source``; returns its exit code and whether it timed out.
+def _execute(source: Path, executed: Path, log: Path, ws: Workspace, options: RunSettings,
+             student: limits.StudentLimits) -> tuple[int | None, bool]:
+    """Run the papermill child on ``source`` in the student's limits; returns its exit code and whether it timed out.
 
-    Whatever the child started is killed when it ends, timed out or not.
+    Whatever the child started is killed when it ends, timed out or not (in its process tree or its control group).
     """
     args = {"input": str(source), "output": str(executed), "parameters": options.parameters,
             "kernel": KERNEL_NAME, "cwd": str(source.parent), "progress": options.progress}
     argv, env = ws.command([PYTHON, str(CHILD), json.dumps(args)], options)
+    argv = student.wrap(argv)
     # a session of its own: the terminal's Ctrl-C reaches the grader only, which then stops this
     proc = subprocess.Popen(argv, cwd=ws.root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -227,6 +234,7 @@ def _execute(source: Path, executed: Path, log: Path, ws: Workspace, options: Ru
         timed_out = True
     finally:
         kill_tree(proc)  # also when it exited: whatever it left running goes with it
+        student.kill_all()  # and whatever left the tree (a daemon without bwrap's PID namespace)
         _live.discard(proc)
         pump.join(timeout=10)
     return proc.returncode, timed_out
@@ -271,7 +279,17 @@ def _verdict(result: NotebookResult, nb: dict | None, code: int | None, timed_ou
             result.cell = result.cell or collect.locate(nb, "last").get("cell")
 
 
-def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSettings, label: str) -> NotebookResult:
+def _limit_verdict(result: NotebookResult, student: limits.StudentLimits, before: dict[str, int], log: Path) -> None:
+    """A failed notebook stopped by one of the student's limits says which, e.g. "out of memory (limit 6 GB)"."""
+    if result.status != "failed":
+        return
+    result.limit = student.verdict(before, f"{result.message or ''}\n{collect.log_tail(log)}")
+    if result.limit:
+        result.message = f"{result.limit}: {result.message}" if result.message else result.limit
+
+
+def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSettings, label: str,
+                 student: limits.StudentLimits) -> NotebookResult:
     """Execute ``source`` (in the private copy) into ``out_dir/<name>``; kill it all after the timeout."""
     output, executed = out_dir / source.name, ws.scratch / "executed" / source.name
     log = out_dir / "logs" / f"{source.stem}.log"
@@ -282,16 +300,17 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSetting
     result = NotebookResult(source.name, "failed", started=dt.datetime.now().isoformat(timespec="seconds"),
                             output=str(output.relative_to(out_dir)), log=str(log.relative_to(out_dir)))
     say(f"{label}{source.name}: started")
-    start = time.monotonic()
-    code, timed_out = _execute(source, executed, log, ws, options)
+    start, counters = time.monotonic(), student.counters()
+    code, timed_out = _execute(source, executed, log, ws, options, student)
     result.seconds = round(time.monotonic() - start, 1)
     result.ended = dt.datetime.now().isoformat(timespec="seconds")
     nb = _keep_output(result, executed, source, output, log)
     _verdict(result, nb, code, timed_out, log, options.timeout)
+    _limit_verdict(result, student, counters, log)
     result.results, result.metrics = collect.notebook_results(results_dir, before, ws.root, source.stem,
                                                               options.profile)
     where = f" at cell {result.cell}" if result.cell and result.status != "passed" else ""
-    what = f": {result.error}" if result.error else ""
+    what = f": {result.limit or result.error}" if result.limit or result.error else ""
     say(f"{label}{source.name}: {result.status}{where}{what} in {result.seconds:.1f} s")
     return result
 
@@ -307,7 +326,8 @@ def _prepare(submission: Path, ws: Workspace) -> list[str]:
 
 def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings, label: str = "",
                on_notebook=None) -> tuple[list[NotebookResult], list[str], list]:
-    """Every notebook of a private copy of ``submission`` (made in ``work``, removed after), in order.
+    """Every notebook of a private copy of ``submission`` (made in ``work``, removed after), in order,
+    within the student's limits (``options.limits``: its control groups, ``work`` a tmpfs; removed after).
 
     Returns the results, the entries not copied (symlinks, FIFOs...) and the deliverables'
     assessment (:mod:`grader.deliverables`; empty when interrupted);
@@ -315,7 +335,9 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     ws = Workspace(work / "repo", work / "scratch")
+    student = limits.StudentLimits(options.support, options.limits, work)
     try:
+        student.start()
         left_out = _prepare(submission, ws)
         done: dict[str, str] = {}  # "01" -> status
         results: list[NotebookResult] = []
@@ -331,7 +353,7 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
                 result = NotebookResult(nb.name, "skipped", reason=f"needs {', '.join(unmet)}")
                 say(f"{label}{nb.name}: skipped: {result.reason}")
             else:
-                result = run_notebook(source, out_dir, ws, options, label)
+                result = run_notebook(source, out_dir, ws, options, label, student)
             if result.status in ("missing", "skipped"):
                 with contextlib.suppress(FileNotFoundError):
                     (out_dir / nb.name).unlink()  # an older run's executed copy would pass for this one's
@@ -343,6 +365,7 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
         assessed = [] if stopping.is_set() else deliverables.assess(ws.root, results, options.profile)
         return results, left_out, assessed
     finally:
+        student.stop()  # its processes killed, its tmpfs (and every file in it) unmounted, its groups removed
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -366,7 +389,9 @@ def machine() -> tuple[int, float]:
     return cpus, memory / 1e9
 
 
-def default_jobs(profile: str) -> int:
-    """Students graded at once: ``settings.JOB_CPUS`` cores and ``settings.JOB_MEMORY_GB`` of free memory each."""
+def default_jobs(profile: str, job_memory_gb: float | None = None) -> int:
+    """Students graded at once: ``settings.JOB_CPUS`` cores and ``job_memory_gb`` (default
+    ``settings.JOB_MEMORY_GB``; a student's memory and tmpfs disk) of free memory each."""
     cpus, memory_gb = machine()
-    return max(1, min(cpus // settings.JOB_CPUS, int(memory_gb // settings.JOB_MEMORY_GB[profile])))
+    job_memory_gb = job_memory_gb or settings.JOB_MEMORY_GB[profile]
+    return max(1, min(cpus // settings.JOB_CPUS, int(memory_gb // job_memory_gb)))
