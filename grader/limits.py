@@ -45,11 +45,17 @@ _active: set[StudentLimits] = set()
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What each student may use: memory and disk in GB, processes (threads included)."""
+    """What each student may use: memory and disk in GB, processes (threads included); ``reserved_mb``: the
+    tmpfs for the grader's files of one notebook (executed notebook, kernel runtime files)."""
 
     memory_gb: float
     max_processes: int
     disk_gb: float
+    reserved_mb: int = 0
+
+    def in_memory_gb(self, tmpfs: bool) -> float:
+        """The control group's memory limit: the memory, plus the tmpfs folders (their files are in memory)."""
+        return self.memory_gb + (self.disk_gb + self.reserved_mb / 1024 if tmpfs else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +95,8 @@ def describe(limits: Limits | None, support: Support) -> str:
         applied += [f"memory {_gb(limits.memory_gb)} ({swap})", f"{limits.max_processes} processes/threads"]
     if not support.tmpfs_problem:
         applied.append(f"disk {_gb(limits.disk_gb)} (a tmpfs, held in memory: the control group's memory limit "
-                       f"is {_gb(limits.memory_gb + limits.disk_gb)})" if not support.cgroup_problem
+                       f"is {limits.in_memory_gb(True):.3g} GB with the grader's reserved {limits.reserved_mb} MB)"
+                       if not support.cgroup_problem
                        else f"disk {_gb(limits.disk_gb)} (a tmpfs)")
     text = f"Limits per student (cgroup v{support.version}): " if not support.cgroup_problem else "Limits per student: "
     text += "; ".join(applied) + "." if applied else "NONE."
@@ -307,10 +314,12 @@ def _kill_members(group: Path) -> None:
 class StudentLimits:
     """One student's control groups and tmpfs work folder: made by :meth:`start`, removed by :meth:`stop`."""
 
-    def __init__(self, support: Support, limits: Limits | None, work: Path):
-        self.support, self.limits, self.work = support, limits, work
+    def __init__(self, support: Support, limits: Limits | None, work: Path, reserved: Path | None = None):
+        """``work``: the student's folder (a tmpfs of ``limits.disk_gb``); ``reserved``: a folder inside it,
+        a tmpfs of its own (``limits.reserved_mb``) for the grader's files of one notebook."""
+        self.support, self.limits, self.work, self.reserved = support, limits, work, reserved
         self.groups: list[Path] = []
-        self.mounted = False
+        self.mounts: list[Path] = []
 
     @property
     def applied(self) -> bool:
@@ -324,16 +333,22 @@ class StudentLimits:
         with _lock:
             _active.add(self)
         if not self.support.tmpfs_problem:
-            size = max(1, int(self.limits.disk_gb * 1024 ** 2))  # KiB
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}k,mode=0700,nosuid,nodev",
-                            SOURCE, str(self.work)], check=True, capture_output=True)
-            self.mounted = True
+            self._mount(self.work, max(1, int(self.limits.disk_gb * 1024 ** 2)))
+            if self.reserved is not None and self.limits.reserved_mb:
+                self.reserved.mkdir(parents=True, exist_ok=True)
+                self._mount(self.reserved, self.limits.reserved_mb * 1024)
         if not self.support.cgroup_problem:
             self._make_groups()
 
+    def _mount(self, folder: Path, kib: int) -> None:
+        """A tmpfs of ``kib`` KiB on ``folder`` (unmounted by :meth:`stop`)."""
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=0700,nosuid,nodev", SOURCE, str(folder)],
+                       check=True, capture_output=True)
+        self.mounts.append(folder)
+
     def _make_groups(self) -> None:
         s, lim = self.support, self.limits
-        memory = int((lim.memory_gb + (0 if s.tmpfs_problem else lim.disk_gb)) * GB)
+        memory = int(lim.in_memory_gb(not s.tmpfs_problem) * GB)
         for parent in dict.fromkeys([s.memory, s.pids]):  # v2: one group for both
             group = parent / f"student-{os.getpid()}-{id(self):x}"
             group.mkdir()
@@ -378,7 +393,7 @@ class StudentLimits:
             return f"out of memory (limit {_gb(self.limits.memory_gb)})"
         if "pids_max" in grew:
             return f"process limit reached ({self.limits.max_processes})"
-        if self.mounted and ("No space left on device" in failure_text or "Errno 28" in failure_text):
+        if self.mounts and ("No space left on device" in failure_text or "Errno 28" in failure_text):
             return f"disk limit reached ({_gb(self.limits.disk_gb)})"
         return None
 
@@ -392,9 +407,9 @@ class StudentLimits:
         for group in self.groups:
             _remove_tree(group)
         self.groups = []
-        if self.mounted:
-            _unmount(self.work)
-            self.mounted = False
+        for folder in reversed(self.mounts):  # the reserved one (inside) first
+            _unmount(folder)
+        self.mounts = []
         with _lock:
             _active.discard(self)
 

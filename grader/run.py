@@ -154,7 +154,7 @@ def _limits(args, error) -> tuple[limits.Limits, limits.Support]:
     ``--require-limits`` exits (``error``) when one cannot be applied."""
     wanted = limits.Limits(args.memory_gb or settings.JOB_MEMORY_GB[args.profile],
                            args.max_processes or settings.MAX_PROCESSES[args.profile],
-                           args.disk_gb or settings.DISK_GB[args.profile])
+                           args.disk_gb or settings.DISK_GB[args.profile], settings.RESERVED_MB)
     if min(wanted.memory_gb, wanted.max_processes, wanted.disk_gb) <= 0:
         error("--memory-gb, --max-processes and --disk-gb must be positive")
     support = limits.detect(Path(tempfile.gettempdir()), pod=args.pod_limits)
@@ -188,7 +188,7 @@ def plan(args, error) -> Plan:
     if any(out == root / "notebooks" for root in repos.values()):
         error(f"--out {out} is a notebooks folder: graded copies would overwrite the sources")
     cpus, _ = runner.machine()
-    in_memory = wanted.memory_gb + (0 if support.tmpfs_problem or support.pod else wanted.disk_gb)
+    in_memory = wanted.in_memory_gb(not (support.tmpfs_problem or support.pod))
     jobs = min(args.jobs or runner.default_jobs(args.profile, in_memory), len(repos))
     threads = {}
     if jobs > 1:  # share the cores instead of every TensorFlow taking them all

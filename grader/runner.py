@@ -164,10 +164,13 @@ def _pump(stream, log_path: Path, echo: bool) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Workspace:
-    """A student's private copy (``root``, the notebooks' LAB5_ROOT) and scratch folder (HOME, TMPDIR, kernel spec)."""
+    """A student's private copy (``root``, the notebooks' LAB5_ROOT), scratch folder (HOME, TMPDIR, kernel spec)
+    and ``reserved`` folder: papermill's executed notebook and the kernel's runtime files, in a tmpfs of its own
+    when the disk is limited, so that a student who filled the disk does not stop the grader's files."""
 
     root: Path
     scratch: Path
+    reserved: Path
 
     def environment(self, options: RunSettings) -> dict[str, str]:
         """Exactly the variables a notebook sees (nothing else of the grader's environment leaks in)."""
@@ -178,8 +181,8 @@ class Workspace:
         env.update({
             "PATH": os.pathsep.join([str(Path(PYTHON).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": str(s / "home"), "TMPDIR": str(s / "tmp"), "JUPYTER_PATH": str(s / "spec"),
-            "JUPYTER_RUNTIME_DIR": str(s / "runtime"), "JUPYTER_CONFIG_DIR": str(s / "jupyter-config"),
-            "JUPYTER_DATA_DIR": str(s / "jupyter-data"), "IPYTHONDIR": str(s / "ipython"),
+            "JUPYTER_RUNTIME_DIR": str(self.reserved / "runtime"), "JUPYTER_CONFIG_DIR": str(s / "jupyter-config"),
+            "JUPYTER_DATA_DIR": str(s / "jupyter-data"), "IPYTHONDIR": str(self.reserved / "ipython"),
             "MPLCONFIGDIR": str(s / "matplotlib"),
             # Figures go into the executed notebook, as in JupyterLab: the grader reads the curves and heatmaps.
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
@@ -203,7 +206,7 @@ class Workspace:
         if config.CIFAR10_SOURCE and "://" not in config.CIFAR10_SOURCE:
             readonly.append(Path(config.CIFAR10_SOURCE))
         disk = options.limits is not None and not (options.support.pod or options.support.tmpfs_problem)
-        wrapped = sandbox.wrap(argv, env, writable=[self.root, self.scratch], readonly=readonly,
+        wrapped = sandbox.wrap(argv, env, writable=[self.root, self.scratch, self.reserved], readonly=readonly,
                                keras_cache=assets.keras_home(), cwd=self.root,
                                tmp_size=int(options.limits.disk_gb * limits.GB) if disk else None)
         return wrapped, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -291,7 +294,7 @@ def _limit_verdict(result: NotebookResult, student: limits.StudentLimits, before
 def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSettings, label: str,
                  student: limits.StudentLimits) -> NotebookResult:
     """Execute ``source`` (in the private copy) into ``out_dir/<name>``; kill it all after the timeout."""
-    output, executed = out_dir / source.name, ws.scratch / "executed" / source.name
+    output, executed = out_dir / source.name, ws.reserved / "executed" / source.name
     log = out_dir / "logs" / f"{source.stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
@@ -305,6 +308,8 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSetting
     result.seconds = round(time.monotonic() - start, 1)
     result.ended = dt.datetime.now().isoformat(timespec="seconds")
     nb = _keep_output(result, executed, source, output, log)
+    with contextlib.suppress(OSError):
+        executed.unlink()  # kept beside the report: the reserved folder has room for the next one
     _verdict(result, nb, code, timed_out, log, options.timeout)
     _limit_verdict(result, student, counters, log)
     result.results, result.metrics = collect.notebook_results(results_dir, before, ws.root, source.stem,
@@ -318,8 +323,10 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSetting
 def _prepare(submission: Path, ws: Workspace) -> list[str]:
     """The private copy and scratch folders of one student; returns what was not copied."""
     left_out = copy_submission(submission, ws.root)
-    for name in ("home", "tmp", "runtime", "executed", "keras", "matplotlib", "ipython"):
+    for name in ("home", "tmp", "keras", "matplotlib"):
         (ws.scratch / name).mkdir(parents=True, exist_ok=True)
+    for name in ("runtime", "executed", "ipython"):
+        (ws.reserved / name).mkdir(parents=True, exist_ok=True)
     write_kernel_spec(ws.scratch / "spec")  # one per student: nobody's edits reach the next kernel
     return left_out
 
@@ -334,8 +341,8 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
     ``on_notebook(results)`` is called after each notebook (the grader rewrites its partial report).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    ws = Workspace(work / "repo", work / "scratch")
-    student = limits.StudentLimits(options.support, options.limits, work)
+    ws = Workspace(work / "repo", work / "scratch", work / "reserved")
+    student = limits.StudentLimits(options.support, options.limits, work, reserved=ws.reserved)
     try:
         student.start()
         left_out = _prepare(submission, ws)

@@ -20,6 +20,9 @@ DISK_GB = {"full": 4.0, "laptop": 2.0, "smoke": 1.0}
 # Free disk the grader wants where its outputs go, per student (executed notebooks and logs are capped at
 # 20 MB each): less, and it warns before grading.
 OUTPUT_RESERVE_MB = 200
+# A student's reserved folder (a tmpfs of its own, beside the --disk-gb one): papermill's executed notebook
+# (parsed up to 200 MB) and the kernel's runtime files, so a full disk does not stop the next notebook.
+RESERVED_MB = 256
 JOB_CPUS = 2  # CPU cores one grading job gets (--jobs' default; one pod's request)
 
 # Kubernetes (python -m grader k8s): one pod grades one student, like one local job.
