@@ -20,7 +20,7 @@ from pathlib import Path
 
 from grader import limits, report, runner, sandbox, settings, students
 from grader.runner import say
-from grader.schema import Environment, Run, Summary
+from grader.schema import Environment, Isolation, Run, Summary
 from labutils import assets, atomic, config
 
 NOT_STARTED = "not graded: the grader was stopped first"
@@ -272,7 +272,8 @@ def _check_output_room(out: Path, students_count: int) -> None:
             f"{want / 1e6:.0f} MB it keeps for {students_count} student(s): the report may be cut short")
 
 
-def _say_limits(isolation) -> None:
+def _say_limits(isolation: Isolation) -> None:
+    """The limits line on the terminal: a WARNING when some cannot be applied here."""
     say(("WARNING: limits: " if isolation.missing_limits else "limits: ") + isolation.limits)
 
 
