@@ -8,6 +8,7 @@ cell, and the next notebook and the next student are graded as usual. Where limi
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -201,3 +202,39 @@ def test_a_grader_stopped_by_sigterm_leaves_no_group_mount_or_process(tmp_path):
     assert grader.returncode == 130, rest
     assert left == [] and leftovers() == ([], [])
     assert by_notebook(json.loads((repo / "graded" / "summary.json").read_text()))["01"]["status"] == "interrupted"
+
+
+def test_the_hierarchy_is_detected_not_assumed(tmp_path, monkeypatch):
+    """v2, v1 read-only and a pod, on simulated trees (this machine has one kind only): the code that finds them."""
+    v2 = tmp_path / "v2"
+    (v2 / "grading").mkdir(parents=True)
+    (v2 / "cgroup.controllers").write_text("cpu memory pids\n")
+    (v2 / "grading" / "cgroup.subtree_control").write_text("memory pids\n")
+    monkeypatch.setenv(limits.ROOT_ENV, str(v2))
+    monkeypatch.setattr(limits, "_mounts", lambda: [(str(v2), "cgroup2", "rw,rw")])
+    monkeypatch.setattr(limits, "_own_paths", lambda: {"": "/grading"})
+    found = limits.detect(tmp_path)
+    assert (found.version, found.memory, found.cgroup_problem) == (2, v2 / "grading" / f"{limits.PREFIX}{os.getpid()}",
+                                                                   None)
+    student = limits.StudentLimits(dataclasses.replace(found, tmpfs_problem="simulated"),
+                                   limits.Limits(1, 200, 0.5), tmp_path / "work")
+    student.start()
+    (group,) = student.groups
+    assert (group / "memory.max").read_text() == str(2**30) and (group / "pids.max").read_text() == "200"
+    assert f"echo $$ > {group / 'cgroup.procs'}" in student.wrap(["true"])[2]
+    (group / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
+    assert student.verdict({"oom_kill": 0}, "Kernel died") == "out of memory (limit 1 GB)"
+    for path in [*group.iterdir(), found.memory / "cgroup.subtree_control"]:  # plain files here, not a cgroup's
+        path.unlink()
+    student.stop()
+    limits.release(found)
+    assert not group.exists() and not found.memory.exists()
+
+    v1 = tmp_path / "v1"
+    monkeypatch.setenv(limits.ROOT_ENV, str(v1))
+    monkeypatch.setattr(limits, "_mounts", lambda: [(str(v1 / "memory"), "cgroup", "rw,ro,memory"),
+                                                    (str(v1 / "pids"), "cgroup", "rw,rw,pids")])
+    assert limits.detect(tmp_path).cgroup_problem == "the cgroup v1 memory hierarchy is mounted read-only"
+
+    pod = limits.detect(tmp_path, pod=True)
+    assert pod.missing() == [] and "Kubernetes pod's own" in limits.describe(limits.Limits(6, 1024, 4), pod)
