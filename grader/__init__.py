@@ -19,11 +19,12 @@ if every notebook passed.
 
 Modules, one job each: ``cli`` (the options, defined once), ``run`` (a grading run and its
 outputs), ``runner`` (one submission: private copy, papermill children, time limits),
-``child`` (the program a papermill child runs), ``sandbox`` (bubblewrap), ``collect``
+``child`` (the program a papermill child runs), ``sandbox`` (bubblewrap), ``limits`` (memory,
+process and disk limits per student: control groups, tmpfs), ``collect``
 (bounded reading, grader-computed metrics), ``deliverables`` (the rubric), ``report``
 (Markdown), ``schema`` (what ``summary.json`` holds), ``students`` (who is graded),
-``settings`` (time limits, job sizes), ``k8s``, ``merge``, ``release``; the grades: ``rubric``
-(points), ``exercises`` (self-check outcomes, own work read with ``ast``), ``evidence`` (what is
-kept of a student before their copy goes), ``similarity`` (near-duplicates), ``sheet``
+``settings`` (time limits, job sizes, resource limits), ``k8s``, ``merge``, ``release``; the grades:
+``rubric`` (points), ``exercises`` (self-check outcomes, own work read with ``ast``), ``evidence`` (what
+is kept of a student before their copy goes), ``similarity`` (near-duplicates), ``sheet``
 (``manual.csv``), ``gradebook``, ``pages`` (HTML), ``finalize``.
 """

@@ -42,6 +42,26 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandbox", choices=sandbox.MODES, default="auto",
                         help="auto (default): bubblewrap where it works, else run unisolated and say so; "
                              "bwrap: fail unless bubblewrap works; none: no isolation")
+    _limit_options(parser)
+
+
+def _per_profile(table: dict) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in table.items())
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--memory-gb", type=float, help="memory each student's notebooks may use, a control group "
+                        f"per student (default: {_per_profile(settings.JOB_MEMORY_GB)})")
+    parser.add_argument("--max-processes", type=int, help="processes and threads each student's notebooks may run "
+                        f"at once (default: {_per_profile(settings.MAX_PROCESSES)})")
+    parser.add_argument("--disk-gb", type=float, help="size of each student's work folder, a tmpfs held in memory "
+                        f"(default: {_per_profile(settings.DISK_GB)})")
+    parser.add_argument("--require-limits", action="store_true",
+                        help="refuse to grade where a memory, process or disk limit cannot be applied (no writable "
+                             "control groups, not root)")
+    parser.add_argument("--pod-limits", action="store_true",
+                        help="running in a Kubernetes pod (python -m grader k8s writes this): the pod's own resource "
+                             "limits are the limits")
 
 
 def _k8s_options(parser: argparse.ArgumentParser) -> None:

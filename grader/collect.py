@@ -301,13 +301,20 @@ def locate(nb, want: str) -> dict:
     return found
 
 
-def last_error_line(log: Path) -> tuple[str | None, str | None]:
-    """``(name, message)`` of the last "SomeError: message" line of a child's log (papermill or kernel failure)."""
+def log_tail(log: Path, size: int = 20000) -> str:
+    """The last ``size`` bytes of a child's log, as text without colour codes ("" when unreadable)."""
     try:
         with open(log, "rb") as handle:
-            handle.seek(max(0, os.fstat(handle.fileno()).st_size - 20000))
-            text = clean(handle.read().decode(errors="replace"))
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - size))
+            return clean(handle.read().decode(errors="replace"))
     except OSError:
+        return ""
+
+
+def last_error_line(log: Path) -> tuple[str | None, str | None]:
+    """``(name, message)`` of the last "SomeError: message" line of a child's log (papermill or kernel failure)."""
+    text = log_tail(log)
+    if not text:
         return None, None
     for line in reversed(text.splitlines()):
         match = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))(?::\s*(.*))?$", line.strip())

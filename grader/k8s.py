@@ -82,7 +82,7 @@ def _scripts(profile: str) -> tuple[str, str]:
         'cp -R "/submissions/$student/." /scratch/submission/',
         # The grader's exit status (1: a notebook failed) is in its summary; the pod still publishes it.
         f'LAB5_ROOT=/scratch/submission python -m grader run --profile {shlex.quote(profile)} '
-        '--sandbox none --out /scratch/out || echo "grader exit status $?" > /scratch/out/exit_status.txt',
+        '--sandbox none --pod-limits --out /scratch/out || echo "grader exit status $?" > /scratch/out/exit_status.txt',
     ])
     publish_script = "\n".join([
         "set -eu",

@@ -27,9 +27,10 @@ def _fmt(value) -> str:
 def status_text(nb: NotebookResult) -> str:
     if nb.status == "skipped":
         return f"skipped: {nb.reason}"
+    status = f"{nb.status}: {nb.limit}" if nb.limit else nb.status  # "failed: out of memory (limit 6 GB)"
     if nb.status in ("failed", "timed out", "interrupted") and nb.cell:
-        return f"{nb.status} at cell {nb.cell}"
-    return nb.status
+        return f"{status} at cell {nb.cell}"
+    return status
 
 
 def check_text(row: dict) -> str:
@@ -77,7 +78,8 @@ def _environment_lines(summary: Summary) -> list[str]:
     lines = []
     if not summary.complete:
         lines.append(f"- **INCOMPLETE**: {cell(summary.state)}; this report holds only what finished.")
-    lines += [f"- Isolation: {cell(summary.isolation.statement)}",
+    isolation = " ".join(filter(None, (summary.isolation.statement, summary.isolation.limits)))
+    lines += [f"- Isolation: {cell(isolation)}",
               f"- Profile: **{summary.profile}** ({cell(summary.profile_reason)}; parameters: {cell(params)}; "
               f"timeout {summary.timeout:g} s per notebook)",
               f"- Python {env.python}, TensorFlow {env.tensorflow}, Keras {env.keras}; GPU: {gpu}",

@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from grader import finalize, report, runner, sandbox, settings, students
+from grader import finalize, limits, report, runner, sandbox, settings, students
 from grader.runner import say
-from grader.schema import Environment, Run, Summary
+from grader.schema import Environment, Isolation, Run, Summary
 from labutils import assets, atomic, config
 
 NOT_STARTED = "not graded: the grader was stopped first"
@@ -43,9 +44,15 @@ def _start_probe() -> subprocess.Popen | None:
     try:
         return subprocess.Popen([sys.executable, "-c", _PROBE], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, text=True,
-                                preexec_fn=lambda: os.nice(10))
+                                preexec_fn=_background)
     except OSError:
         return None
+
+
+def _background() -> None:
+    """The probe's ``preexec_fn``: low CPU priority, and among the OOM killer's first choices (not the grader's -1000)."""
+    os.nice(10)
+    limits.raise_oom_score()
 
 
 def _finish_probe(probe: subprocess.Popen | None) -> Environment:
@@ -143,6 +150,22 @@ def _class(args) -> tuple[Path, dict[str, Path], dict[str, str], list[dict]]:
     return out, {config.ROOT.name: config.ROOT}, {config.ROOT.name: ""}, []
 
 
+def _limits(args, error) -> tuple[limits.Limits, limits.Support]:
+    """Each student's limits (options, else the profile's settings) and what this machine can apply of them;
+    ``--require-limits`` exits (``error``) when one cannot be applied."""
+    wanted = limits.Limits(args.memory_gb or settings.JOB_MEMORY_GB[args.profile],
+                           args.max_processes or settings.MAX_PROCESSES[args.profile],
+                           args.disk_gb or settings.DISK_GB[args.profile], settings.RESERVED_MB)
+    if min(wanted.memory_gb, wanted.max_processes, wanted.disk_gb) <= 0:
+        error("--memory-gb, --max-processes and --disk-gb must be positive")
+    support = limits.detect(Path(tempfile.gettempdir()), pod=args.pod_limits)
+    if args.require_limits and support.missing():
+        limits.release(support)
+        error(f"--require-limits: no {', '.join(support.missing())} limit here: "
+              + "; ".join(filter(None, (support.cgroup_problem, support.tmpfs_problem))))
+    return wanted, support
+
+
 def plan(args, error) -> Plan:
     """Check the options (``error(message)`` exits) and decide what is graded, how and where."""
     parameters = {name: parse_value(value) for name, value in args.parameter}
@@ -157,19 +180,24 @@ def plan(args, error) -> Plan:
         isolation = sandbox.choose(args.sandbox)
     except sandbox.SandboxError as err:
         error(str(err))
+    wanted, support = _limits(args, error)
+    isolation = dataclasses.replace(isolation, limits=limits.describe(wanted, support),
+                                    missing_limits=support.missing())
     out, repos, folders, not_graded = _class(args)
     if not repos:
         error(f"{args.submissions} holds no student folders")
     if any(out == root / "notebooks" for root in repos.values()):
         error(f"--out {out} is a notebooks folder: graded copies would overwrite the sources")
     cpus, _ = runner.machine()
-    jobs = min(args.jobs or runner.default_jobs(args.profile), len(repos))
+    in_memory = wanted.in_memory_gb(not (support.tmpfs_problem or support.pod))
+    jobs = min(args.jobs or runner.default_jobs(args.profile, in_memory), len(repos))
     threads = {}
     if jobs > 1:  # share the cores instead of every TensorFlow taking them all
         share = str(max(1, cpus // jobs))
         threads = {"TF_NUM_INTRAOP_THREADS": share, "OMP_NUM_THREADS": share, "TF_NUM_INTEROP_THREADS": "2"}
     options = runner.RunSettings(profile=args.profile, parameters={"profile": args.profile, **parameters},
-                                 timeout=timeout, isolation=isolation, threads=threads, progress=jobs == 1)
+                                 timeout=timeout, isolation=isolation, threads=threads, progress=jobs == 1,
+                                 support=support, limits=wanted)
     return Plan(out, repos, folders, not_graded, options, jobs)
 
 
@@ -232,6 +260,7 @@ def _grade_all(args, p: Plan, outputs: Outputs, jobs: int) -> bool:
         say("interrupted: stopping the running notebooks, then writing the report (marked incomplete)")
         runner.stop_all()
     pool.shutdown(wait=True, cancel_futures=True)
+    limits.cleanup()  # every student's groups and tmpfs, whatever stopped its grading
     for sig, handler in previous.items():
         signal.signal(sig, handler)
     with contextlib.suppress(OSError):
@@ -239,16 +268,40 @@ def _grade_all(args, p: Plan, outputs: Outputs, jobs: int) -> bool:
     return interrupted
 
 
+def _check_output_room(out: Path, students_count: int) -> None:
+    """Warn when the outputs' disk has less free space than ``settings.OUTPUT_RESERVE_MB`` per student."""
+    want = settings.OUTPUT_RESERVE_MB * 1e6 * students_count
+    free = shutil.disk_usage(out).free
+    if free < want:
+        say(f"WARNING: {free / 1e6:.0f} MB free for the grader's outputs in {out}, under the "
+            f"{want / 1e6:.0f} MB it keeps for {students_count} student(s): the report may be cut short")
+
+
+def _say_limits(isolation: Isolation) -> None:
+    """The limits line on the terminal: a WARNING when some cannot be applied here."""
+    say(("WARNING: limits: " if isolation.missing_limits else "limits: ") + isolation.limits)
+
+
 def main(args, error) -> int:
     """Grade as ``args`` say; the exit status is 0 only if every notebook passed (130 when interrupted)."""
     say(f"profile {args.profile}: {args.profile_reason}")
     p = plan(args, error)
+    try:
+        return _main(args, p)
+    finally:
+        limits.cleanup()
+        limits.release(p.options.support)
+
+
+def _main(args, p: Plan) -> int:
+    """The grading run ``p`` (its control groups released by the caller)."""
     jobs = p.jobs
     missing = [row["name"] for row in assets.status() if row["required"] and not row["present"]]
     if missing and args.profile == "full":
         say(f"warning: {', '.join(missing)} not in KERAS_HOME ({assets.keras_home()}); offline, the notebooks "
             f"needing them will fail. Fix: python -m labutils.assets fetch")
     students.mark_output(p.out, "run")
+    _check_output_room(p.out, len(p.repos))
     summary = _summary(args, p, missing)
     outputs = Outputs(p.out, summary, p.repos, p.folders)
     outputs.begin()
@@ -256,6 +309,8 @@ def main(args, error) -> int:
         f"{args.profile_reason}; timeout {p.options.timeout:g} s per notebook, {jobs} job(s)) into {p.out}")
     say(("isolation: " if p.options.isolation.mode == "bwrap" else "WARNING: isolation: ")
         + p.options.isolation.statement)
+    _say_limits(p.options.isolation)
+    say(f"grader: {limits.protect_grader()}; student processes {limits.STUDENT_OOM_SCORE_ADJ}")
     for skipped in p.not_graded:
         say(f"{skipped['name']}: not graded: {skipped['reason']}")
     probe = _start_probe()
@@ -273,4 +328,6 @@ def main(args, error) -> int:
         f"report: {p.out / 'report.md'}")
     if p.options.isolation.mode != "bwrap":
         say("WARNING: " + p.options.isolation.statement)
+    if p.options.isolation.missing_limits:
+        _say_limits(p.options.isolation)
     return 130 if interrupted else 0 if summary.passed else 1

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from grader import child, collect, evidence, sandbox, settings
+from grader import child, collect, evidence, limits, sandbox, settings
 from grader.schema import Isolation, NotebookResult
 from labutils import assets, atomic, config, course
 
@@ -61,6 +61,9 @@ class RunSettings:
     isolation: Isolation
     threads: dict[str, str]  # thread limits when several students run at once
     progress: bool  # echo papermill's progress bar (one job only)
+    # (``support`` first: in the class body the field ``limits`` would hide the module)
+    support: limits.Support = limits.Support(cgroup_problem="not detected", tmpfs_problem="not detected")
+    limits: limits.Limits | None = None  # each student's memory, processes and disk (None: not limited)
 
 
 def say(text: str) -> None:
@@ -161,10 +164,13 @@ def _pump(stream, log_path: Path, echo: bool) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Workspace:
-    """A student's private copy (``root``, the notebooks' LAB5_ROOT) and scratch folder (HOME, TMPDIR, kernel spec)."""
+    """A student's private copy (``root``, the notebooks' LAB5_ROOT), scratch folder (HOME, TMPDIR, kernel spec)
+    and ``reserved`` folder: papermill's executed notebook and the kernel's runtime files, in a tmpfs of its own
+    when the disk is limited, so that a student who filled the disk does not stop the grader's files."""
 
     root: Path
     scratch: Path
+    reserved: Path
 
     def environment(self, options: RunSettings) -> dict[str, str]:
         """Exactly the variables a notebook sees (nothing else of the grader's environment leaks in)."""
@@ -175,8 +181,8 @@ class Workspace:
         env.update({
             "PATH": os.pathsep.join([str(Path(PYTHON).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": str(s / "home"), "TMPDIR": str(s / "tmp"), "JUPYTER_PATH": str(s / "spec"),
-            "JUPYTER_RUNTIME_DIR": str(s / "runtime"), "JUPYTER_CONFIG_DIR": str(s / "jupyter-config"),
-            "JUPYTER_DATA_DIR": str(s / "jupyter-data"), "IPYTHONDIR": str(s / "ipython"),
+            "JUPYTER_RUNTIME_DIR": str(self.reserved / "runtime"), "JUPYTER_CONFIG_DIR": str(s / "jupyter-config"),
+            "JUPYTER_DATA_DIR": str(s / "jupyter-data"), "IPYTHONDIR": str(self.reserved / "ipython"),
             "MPLCONFIGDIR": str(s / "matplotlib"),
             # Figures go into the executed notebook, as in JupyterLab: the grader reads the curves and heatmaps.
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
@@ -199,19 +205,23 @@ class Workspace:
         readonly = [*sandbox.python_paths(), COURSE_ROOT / "labutils", CHILD, self.scratch / "spec"]
         if config.CIFAR10_SOURCE and "://" not in config.CIFAR10_SOURCE:
             readonly.append(Path(config.CIFAR10_SOURCE))
-        wrapped = sandbox.wrap(argv, env, writable=[self.root, self.scratch], readonly=readonly,
-                               keras_cache=assets.keras_home(), cwd=self.root)
+        disk = options.limits is not None and not (options.support.pod or options.support.tmpfs_problem)
+        wrapped = sandbox.wrap(argv, env, writable=[self.root, self.scratch, self.reserved], readonly=readonly,
+                               keras_cache=assets.keras_home(), cwd=self.root,
+                               tmp_size=int(options.limits.disk_gb * limits.GB) if disk else None)
         return wrapped, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-def _execute(source: Path, executed: Path, log: Path, ws: Workspace, options: RunSettings) -> tuple[int | None, bool]:
-    """Run the papermill child on ``source``; returns its exit code and whether it timed out.
+def _execute(source: Path, executed: Path, log: Path, ws: Workspace, options: RunSettings,
+             student: limits.StudentLimits) -> tuple[int | None, bool]:
+    """Run the papermill child on ``source`` in the student's limits; returns its exit code and whether it timed out.
 
-    Whatever the child started is killed when it ends, timed out or not.
+    Whatever the child started is killed when it ends, timed out or not (in its process tree or its control group).
     """
     args = {"input": str(source), "output": str(executed), "parameters": options.parameters,
             "kernel": KERNEL_NAME, "cwd": str(source.parent), "progress": options.progress}
     argv, env = ws.command([PYTHON, str(CHILD), json.dumps(args)], options)
+    argv = student.wrap(argv)
     # a session of its own: the terminal's Ctrl-C reaches the grader only, which then stops this
     proc = subprocess.Popen(argv, cwd=ws.root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -227,6 +237,7 @@ def _execute(source: Path, executed: Path, log: Path, ws: Workspace, options: Ru
         timed_out = True
     finally:
         kill_tree(proc)  # also when it exited: whatever it left running goes with it
+        student.kill_all()  # and whatever left the tree (a daemon without bwrap's PID namespace)
         _live.discard(proc)
         pump.join(timeout=10)
     return proc.returncode, timed_out
@@ -271,9 +282,19 @@ def _verdict(result: NotebookResult, nb: dict | None, code: int | None, timed_ou
             result.cell = result.cell or collect.locate(nb, "last").get("cell")
 
 
-def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSettings, label: str) -> NotebookResult:
+def _limit_verdict(result: NotebookResult, student: limits.StudentLimits, before: dict[str, int], log: Path) -> None:
+    """A failed notebook stopped by one of the student's limits says which, e.g. "out of memory (limit 6 GB)"."""
+    if result.status != "failed":
+        return
+    result.limit = student.verdict(before, f"{result.message or ''}\n{collect.log_tail(log)}")
+    if result.limit:
+        result.message = f"{result.limit}: {result.message}" if result.message else result.limit
+
+
+def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSettings, label: str,
+                 student: limits.StudentLimits) -> NotebookResult:
     """Execute ``source`` (in the private copy) into ``out_dir/<name>``; kill it all after the timeout."""
-    output, executed = out_dir / source.name, ws.scratch / "executed" / source.name
+    output, executed = out_dir / source.name, ws.reserved / "executed" / source.name
     log = out_dir / "logs" / f"{source.stem}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
@@ -282,16 +303,19 @@ def run_notebook(source: Path, out_dir: Path, ws: Workspace, options: RunSetting
     result = NotebookResult(source.name, "failed", started=dt.datetime.now().isoformat(timespec="seconds"),
                             output=str(output.relative_to(out_dir)), log=str(log.relative_to(out_dir)))
     say(f"{label}{source.name}: started")
-    start = time.monotonic()
-    code, timed_out = _execute(source, executed, log, ws, options)
+    start, counters = time.monotonic(), student.counters()
+    code, timed_out = _execute(source, executed, log, ws, options, student)
     result.seconds = round(time.monotonic() - start, 1)
     result.ended = dt.datetime.now().isoformat(timespec="seconds")
     nb = _keep_output(result, executed, source, output, log)
+    with contextlib.suppress(OSError):
+        executed.unlink()  # kept beside the report: the reserved folder has room for the next one
     _verdict(result, nb, code, timed_out, log, options.timeout)
+    _limit_verdict(result, student, counters, log)
     result.results, result.metrics = collect.notebook_results(results_dir, before, ws.root, source.stem,
                                                               options.profile)
     where = f" at cell {result.cell}" if result.cell and result.status != "passed" else ""
-    what = f": {result.error}" if result.error else ""
+    what = f": {result.limit or result.error}" if result.limit or result.error else ""
     say(f"{label}{source.name}: {result.status}{where}{what} in {result.seconds:.1f} s")
     return result
 
@@ -304,23 +328,28 @@ def _saved(needed: course.Notebook, root: Path) -> bool:
 def _prepare(submission: Path, ws: Workspace) -> list[str]:
     """The private copy and scratch folders of one student; returns what was not copied."""
     left_out = copy_submission(submission, ws.root)
-    for name in ("home", "tmp", "runtime", "executed", "keras", "matplotlib", "ipython"):
+    for name in ("home", "tmp", "keras", "matplotlib"):
         (ws.scratch / name).mkdir(parents=True, exist_ok=True)
+    for name in ("runtime", "executed", "ipython"):
+        (ws.reserved / name).mkdir(parents=True, exist_ok=True)
     write_kernel_spec(ws.scratch / "spec")  # one per student: nobody's edits reach the next kernel
     return left_out
 
 
 def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings, label: str = "",
                on_notebook=None) -> tuple[list[NotebookResult], list[str], list]:
-    """Every notebook of a private copy of ``submission`` (made in ``work``, removed after), in order.
+    """Every notebook of a private copy of ``submission`` (made in ``work``, removed after), in order,
+    within the student's limits (``options.limits``: its control groups, ``work`` a tmpfs; removed after).
 
     Returns the results, the entries not copied (symlinks, FIFOs...) and what the grader assessed
     (:func:`grader.evidence.assess`: deliverables, exercises, discussions; None when interrupted);
     ``on_notebook(results)`` is called after each notebook (the grader rewrites its partial report).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    ws = Workspace(work / "repo", work / "scratch")
+    ws = Workspace(work / "repo", work / "scratch", work / "reserved")
+    student = limits.StudentLimits(options.support, options.limits, work, reserved=ws.reserved)
     try:
+        student.start()
         left_out = _prepare(submission, ws)
         done: dict[str, str] = {}  # "01" -> status
         results: list[NotebookResult] = []
@@ -337,7 +366,7 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
                 result = NotebookResult(nb.name, "skipped", reason=f"needs {', '.join(unmet)}")
                 say(f"{label}{nb.name}: skipped: {result.reason}")
             else:
-                result = run_notebook(source, out_dir, ws, options, label)
+                result = run_notebook(source, out_dir, ws, options, label, student)
             if result.status in ("missing", "skipped"):
                 with contextlib.suppress(FileNotFoundError):
                     (out_dir / nb.name).unlink()  # an older run's executed copy would pass for this one's
@@ -349,6 +378,7 @@ def grade_repo(submission: Path, out_dir: Path, work: Path, options: RunSettings
         assessed = None if stopping.is_set() else evidence.assess(ws.root, out_dir, results, options.profile)
         return results, left_out, assessed
     finally:
+        student.stop()  # its processes killed, its tmpfs (and every file in it) unmounted, its groups removed
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -372,7 +402,9 @@ def machine() -> tuple[int, float]:
     return cpus, memory / 1e9
 
 
-def default_jobs(profile: str) -> int:
-    """Students graded at once: ``settings.JOB_CPUS`` cores and ``settings.JOB_MEMORY_GB`` of free memory each."""
+def default_jobs(profile: str, job_memory_gb: float | None = None) -> int:
+    """Students graded at once: ``settings.JOB_CPUS`` cores and ``job_memory_gb`` (default
+    ``settings.JOB_MEMORY_GB``; a student's memory and tmpfs disk) of free memory each."""
     cpus, memory_gb = machine()
-    return max(1, min(cpus // settings.JOB_CPUS, int(memory_gb // settings.JOB_MEMORY_GB[profile])))
+    job_memory_gb = job_memory_gb or settings.JOB_MEMORY_GB[profile]
+    return max(1, min(cpus // settings.JOB_CPUS, int(memory_gb // job_memory_gb)))

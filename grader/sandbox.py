@@ -100,13 +100,15 @@ def python_paths() -> list[Path]:
 
 
 def wrap(argv: list[str], env: dict[str, str], *, writable: list[Path], readonly: list[Path],
-         keras_cache: Path | None, cwd: Path) -> list[str]:
+         keras_cache: Path | None, cwd: Path, tmp_size: int | None = None) -> list[str]:
     """``argv`` run by bwrap with exactly ``env``; host paths keep their names inside.
 
     ``keras_cache`` (read-only) is bound entry by entry under the writable ``env["KERAS_HOME"]``:
     Keras falls back to ``/tmp/.keras`` (and a download) when its home is not writable.
+    ``tmp_size``: the sandbox's own ``/tmp`` (a tmpfs) holds at most that many bytes (the disk limit).
     """
-    args = ["bwrap", *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    size = ["--size", str(tmp_size)] if tmp_size else []
+    args = ["bwrap", *_system_binds(), "--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/tmp"]
     for device in sorted(glob.glob("/dev/nvidia*")):  # a GPU node's devices (the minimal /dev has none)
         args += ["--dev-bind", device, device]
     for path in writable:

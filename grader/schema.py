@@ -45,6 +45,7 @@ class NotebookResult:
     cell: int | None = None
     execution_count: int | None = None
     error: str | None = None  # exception name
+    limit: str | None = None  # the limit that stopped it, e.g. "out of memory (limit 6 GB)" (grader.limits)
     message: str | None = None
     output: str | None = None  # executed notebook, relative to the report
     log: str | None = None
@@ -128,10 +129,13 @@ class Run:
 
 @dataclasses.dataclass(frozen=True)
 class Isolation:
-    """How submissions ran: ``mode`` ("bwrap", "none", or "pod" for Kubernetes) and what that means."""
+    """How submissions ran: ``mode`` ("bwrap", "none", or "pod" for Kubernetes) and what that means;
+    ``limits``: the resource limits each student had, and those missing (``grader.limits.describe``)."""
 
     mode: str
     statement: str
+    limits: str = ""
+    missing_limits: list[str] = dataclasses.field(default_factory=list)  # "memory", "processes", "disk"
 
 
 @dataclasses.dataclass
