@@ -16,9 +16,9 @@ from pathlib import Path
 
 import keras
 
-from labutils import backbones, config, surgery
+from labutils import backbones, config, course, surgery
 
-CONV_BASE = "conv_base"
+CONV_BASE = course.CONV_BASE
 BOTTLENECK = "pool"  # the layer whose output bottleneck caching stores
 HEAD = "head"
 
