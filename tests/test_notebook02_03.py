@@ -45,7 +45,7 @@ def papermill_root(tmp_path_factory, cifar_subset_dir) -> Path:
     for notebook in (NB02, NB03):
         subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(root / notebook.name),
                         "-k", "python3", "-p", "profile", "smoke", "--cwd", str(notebook.parent)],
-                       env=lab_env(root, cifar_subset_dir), check=True, capture_output=True, timeout=300)
+                       env=lab_env(root, cifar_subset_dir), check=True, capture_output=True, timeout=600)
     return root
 
 
