@@ -65,8 +65,9 @@ def build(name: str, /, *, include_top: bool, weights: str | Path | None = "imag
     arguments go to the constructor (``name="conv_base"``, ``alpha=0.5``...).
 
     ImageNet weights neither cached nor downloadable raise :class:`labutils.assets.AssetMissingError`
-    naming the file and the fix, except in a profile with ``stand_ins_if_offline`` (smoke), which
-    says so and builds the model with random weights. ``model.weights_used`` tells which weights it has.
+    naming the file and the fix, except when the current profile
+    (:func:`labutils.config.current_profile`) has ``stand_ins_if_offline`` (smoke), which says so
+    and builds the model with random weights. ``model.weights_used`` tells which weights it has.
     """
     constructor, alias_kwargs = _constructor(name)
     kwargs = {**alias_kwargs, **kwargs}
@@ -85,9 +86,10 @@ def build(name: str, /, *, include_top: bool, weights: str | Path | None = "imag
             raise
         raise assets.AssetMissingError("\n".join(assets.damaged_message(a) for a in broken)) from err
     except assets.AssetMissingError as err:
-        if not config.profile().stand_ins_if_offline:
+        active = config.current_profile()
+        if not active.stand_ins_if_offline:
             raise
-        print(f"Profile {config.profile().name}: {str(err).splitlines()[0]}\n  Using random weights instead: "
+        print(f"Profile {active.name}: {str(err).splitlines()[0]}\n  Using random weights instead: "
               f"the model runs, but its predictions mean nothing.")
         model, used = constructor(include_top=include_top, input_shape=input_shape, weights=None, **kwargs), None
     if local is not None:

@@ -216,15 +216,16 @@ def top_labels(backbone: str, probs: np.ndarray, k: int = 3) -> list[list[tuple[
 
     ``decode_predictions`` needs ImageNet's class index from Keras' cache (or
     the network). Missing, it raises :class:`labutils.assets.AssetMissingError`
-    naming the file and where it goes, except in a profile with ``stand_ins_if_offline``
-    (smoke), which says so and labels classes by index ("class 281") instead.
+    naming the file and where it goes, except when the current profile
+    (:func:`labutils.config.current_profile`) has ``stand_ins_if_offline`` (smoke), which says so
+    and labels classes by index ("class 281") instead.
     """
     if not len(probs):
         return []
     try:
         return backbones.decode_predictions(backbone)(probs, top=k)
     except assets.AssetMissingError as err:
-        if not config.profile().stand_ins_if_offline:
+        if not config.current_profile().stand_ins_if_offline:
             raise
         print(f"{str(err).splitlines()[0]}\n  Labelling classes by index instead.")
     best = np.argsort(probs, axis=-1)[:, ::-1][:, :k]

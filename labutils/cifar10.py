@@ -162,9 +162,10 @@ def _split(images: np.ndarray, class_ids: np.ndarray, indices: np.ndarray) -> Sp
 def prepare_splits(data: Cifar10, profile: config.Profile | None = None) -> dict[str, Split]:
     """``train``/``val`` (a stratified split of the official training set) and ``test`` (the official test set).
 
-    The profile may keep only the leading images of each official set (smoke).
+    ``profile`` (default: :func:`labutils.config.current_profile`) may keep only the leading images
+    of each official set (smoke).
     """
-    profile = profile or config.profile()
+    profile = profile or config.current_profile()
     n_train = min(profile.train_images or len(data.y_train), len(data.y_train))
     n_test = min(profile.test_images or len(data.y_test), len(data.y_test))
     train_idx, val_idx = stratified_split(data.y_train[:n_train])

@@ -4,8 +4,10 @@ Environment variables (read once, when this module is imported):
 
 * ``LAB5_ROOT``: the repository to work in (default: the one holding this
   package). A grader points it at a student's copy.
-* ``LAB5_PROFILE``: ``full`` (default, the real lab) or ``smoke`` (same code
-  path, small numbers, for tests and quick checks).
+* ``LAB5_PROFILE``: ``full`` (the real lab, for a GPU), ``laptop`` (a share of it, for a CPU)
+  or ``smoke`` (same code path, small numbers, for tests and quick checks); unset: ``full``
+  with a GPU, ``laptop`` without. A notebook's ``profile`` parameter, passed to
+  :func:`use_profile`, takes precedence over it.
 * ``LAB5_CIFAR10``: where CIFAR-10 comes from when not from Keras' cache: the
   official ``cifar-10-python.tar.gz`` (or an archive laid out like it), an
   extracted ``cifar-10-batches-py/`` folder, or a URL (``file://`` included).
@@ -123,6 +125,30 @@ def resolve_profile(name: str | None = None) -> tuple[Profile, str]:
 def profile(name: str | None = None) -> Profile:
     """The settings of profile ``name`` (default: ``$LAB5_PROFILE``, else ``full`` with a GPU, ``laptop`` without)."""
     return resolve_profile(name)[0]
+
+
+# The profile a notebook chose with use_profile(); None until one does.
+_active: Profile | None = None
+
+
+def use_profile(name: str | None = None) -> tuple[Profile, str]:
+    """Make profile ``name`` (resolved as :func:`resolve_profile` does) the one every ``labutils``
+    call of this process acts on, and return it with the reason it was chosen.
+
+    A notebook calls it once, with its ``profile`` parameter: the backbones' offline stand-ins,
+    the transfer model's input size and the CIFAR-10 splits then follow the notebook's choice,
+    whatever ``$LAB5_PROFILE`` says.
+    """
+    global _active
+    chosen, why = resolve_profile(name)
+    _active = chosen
+    return chosen, why
+
+
+def current_profile() -> Profile:
+    """The profile chosen by :func:`use_profile`; before any choice, :func:`profile`'s default."""
+    return _active or profile()
+
 
 # Seconds without an answer before a download is given up (Keras' own fetch has no time limit).
 DOWNLOAD_TIMEOUT_S = 30

@@ -62,3 +62,19 @@ def threshold_on_validation(model: keras.Model, *, batch_size: int = 256,
     """The decision threshold maximising F1 on the validation split (never chosen on test)."""
     p = predict(model, "val", batch_size=batch_size, records_dir=records_dir)
     return metrics.choose_threshold(p.labels, p.scores)
+
+
+class Evaluation(NamedTuple):
+    """One model on the test split: the ``threshold`` chosen on validation, the test
+    ``predictions``, and :func:`labutils.metrics.binary_metrics` at that threshold."""
+
+    threshold: float
+    predictions: Predictions
+    metrics: dict
+
+
+def on_test(model: keras.Model, *, batch_size: int = 256, records_dir: Path = config.RECORDS_DIR) -> Evaluation:
+    """Choose ``model``'s threshold on the validation split, then score every test example once."""
+    threshold = threshold_on_validation(model, batch_size=batch_size, records_dir=records_dir)
+    p = predict(model, "test", batch_size=batch_size, records_dir=records_dir)
+    return Evaluation(threshold, p, metrics.binary_metrics(p.labels, p.scores, threshold))

@@ -8,10 +8,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-KEYS = ("roc_auc", "pr_auc", "precision", "recall", "f1", "accuracy", "never_cat_accuracy",
-        "threshold", "positives", "examples", "confusion_matrix")
-
-
 def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold that maximises F1 on the cat class for (validation) ``labels`` (0/1, (N,)).
 
@@ -35,7 +31,8 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
     ``roc_auc`` and ``pr_auc`` (average precision) do not depend on the threshold; ``precision``,
     ``recall``, ``f1``, ``accuracy`` and ``confusion_matrix`` ([[TN, FP], [FN, TP]], rows = truth)
     do. ``never_cat_accuracy`` is the accuracy of always answering "not cat": the baseline to beat.
-    Plain Python numbers, ready for JSON.
+    Also ``threshold``, ``positives`` (cats) and ``examples``: the keys of ``course.METRICS`` and
+    those three. Plain Python numbers, ready for JSON.
     """
     labels = np.asarray(labels).astype(np.int64).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()

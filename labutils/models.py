@@ -16,9 +16,9 @@ from pathlib import Path
 
 import keras
 
-from labutils import backbones, config, surgery
+from labutils import backbones, config, course, surgery
 
-CONV_BASE = "conv_base"
+CONV_BASE = course.CONV_BASE
 BOTTLENECK = "pool"  # the layer whose output bottleneck caching stores
 HEAD = "head"
 
@@ -83,11 +83,12 @@ def transfer_model(backbone: str = "resnet50", weights: str | Path | None = "ima
     """A ``keras.applications`` backbone with a new cat-vs-not-cat head (see the module docstring).
 
     ``weights``: ``"imagenet"`` (Keras' cache under ``$KERAS_HOME``), ``None`` (random) or the path
-    of a weights file of the backbone without its top. ``input_size`` (default: the profile's
-    ``transfer_input_size``) is the side the 32x32 images are upsampled to. ``model.weights_used``
-    tells which weights ``conv_base`` has (see :func:`labutils.backbones.build`).
+    of a weights file of the backbone without its top. ``input_size`` (default: the
+    ``transfer_input_size`` of :func:`labutils.config.current_profile`) is the side the 32x32
+    images are upsampled to. ``model.weights_used`` tells which weights ``conv_base`` has (see
+    :func:`labutils.backbones.build`).
     """
-    size = input_size or config.profile().transfer_input_size
+    size = input_size or config.current_profile().transfer_input_size
     conv_base = backbones.build(backbone, include_top=False, weights=weights, input_shape=(size, size, 3),
                                 name=CONV_BASE)
 

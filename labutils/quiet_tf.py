@@ -2,21 +2,22 @@
 
 TensorFlow 2.21 prints its start-up lines ("oneDNN custom operations are on", "Could not find
 cuda drivers", "failed call to cuInit", the CPU instruction notice) from C++ before its logging
-is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot silence them. :func:`install` makes the first
-``import tensorflow`` (by any labutils module, or by the notebook) run with standard error
-captured, its first device query included, and then writes back every captured line except
-those known start-up lines: Python warnings and errors still show.
+is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot silence them. :func:`import_tensorflow`,
+called by a notebook before anything imports TensorFlow (``import keras`` does), imports it with
+standard error captured, its first device query included, and then writes back every captured
+line except those known start-up lines: Python warnings and errors still show.
+
+Importing this module changes nothing: only :func:`import_tensorflow` does.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.abc
-import importlib.util
 import os
 import re
 import sys
 import tempfile
+from types import ModuleType
 from typing import Iterator
 
 # The start-up lines, and only them (each as printed, from its first character).
@@ -51,31 +52,20 @@ def start_up_lines_filtered() -> Iterator[None]:
                 os.write(2, "".join(kept).encode())
 
 
-class _Imported(importlib.abc.Loader):
-    """A loader for a module that is already imported."""
+def import_tensorflow() -> ModuleType:
+    """Import TensorFlow without its C++ start-up lines, and return it.
 
-    def __init__(self, module):
-        self.module = module
-
-    def create_module(self, spec):
-        return self.module
-
-    def exec_module(self, module) -> None:
-        pass
-
-
-class _QuietFirstImport(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)  # once: the import below goes through the ordinary finders
-        with start_up_lines_filtered():
-            module = importlib.import_module("tensorflow")
-            module.config.list_physical_devices()  # CUDA's lines come at the first device query
-        return importlib.util.spec_from_loader(name, _Imported(module))
-
-
-def install() -> None:
-    """Filter the start-up lines of the first ``import tensorflow`` of this process (if not yet imported)."""
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFirstImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietFirstImport())
+    Call it before ``import keras`` or ``import tensorflow``: once TensorFlow is imported, its
+    lines are printed and this changes nothing. It also sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless
+    already set, which hides TensorFlow's later C++ INFO and WARNING lines (such as
+    "TFRecordDataset `buffer_size` is unspecified"); its C++ errors, and every Python warning
+    and error, still show.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    # Read by TensorFlow's C++ logging when it first logs, during the import below.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with start_up_lines_filtered():
+        tensorflow = importlib.import_module("tensorflow")
+        tensorflow.config.list_physical_devices()  # CUDA's lines come at the first device query
+    return tensorflow

@@ -2,14 +2,12 @@
 
 * removing layers: :func:`cut` keeps a model from its input up to a named layer;
 * grafting layers: :func:`graft` puts a new head on a (cut) model;
-* restoring pretrained parameters: :func:`load` reads weights from a local file;
 * freezing layers: :func:`freeze` / :func:`unfreeze` by name, regular expression or index range;
 * :func:`summary`: one line of trainable vs frozen parameter counts.
 """
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import keras
@@ -30,19 +28,6 @@ def graft(base: keras.Model, head: keras.Layer | Sequence[keras.Layer], name: st
     for layer in ([head] if isinstance(head, keras.Layer) else head):
         x = layer(x)
     return keras.Model(base.inputs, x, name=name or base.name)
-
-
-def load(model: keras.Model, path: str | Path) -> keras.Model:
-    """Restoring pretrained parameters: ``model`` with the weights of the local file ``path``.
-
-    ``path`` is a Keras 3 ``.weights.h5`` file or a Keras 2 ``.h5`` file (as in Keras' cache) saved
-    from the same architecture; a mismatch raises instead of loading silently.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Weights file {path} does not exist.")
-    model.load_weights(str(path))
-    return model
 
 
 def layers(model: keras.Model) -> Iterator[keras.Layer]:

@@ -286,7 +286,8 @@ def read_split(split: str, records_dir: Path = config.RECORDS_DIR) -> Split:
 
 
 def manifest_table(manifest: dict) -> pandas.DataFrame:
-    """One row per shard: split, file, examples, cats, size (KiB) and the first 12 hex digits of its SHA-256."""
+    """One row per shard of ``manifest``: its split, file name, examples, cats, and the first 12 hex
+    digits of its SHA-256."""
     import pandas as pd
 
     rows = [{"split": split, "file": s["file"], "examples": s["examples"], "cats": s["cats"],
@@ -315,9 +316,4 @@ def verify(splits: dict[str, Split], records_dir: Path = config.RECORDS_DIR) -> 
                       "ok": identical == len(s) == len(b) == n_manifest}
     return pd.DataFrame.from_dict(rows, orient="index")
 
-
-def shard_sizes_ok(manifest: dict) -> bool:
-    """True when, in every split, shard example counts differ by at most one (balanced)."""
-    return all(max(c) - min(c) <= 1 for c in
-               ([e["examples"] for e in s["shards"]] for s in manifest["splits"].values()))
 

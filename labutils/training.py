@@ -3,7 +3,10 @@
 Every run keeps the best weights by validation ROC-AUC (``config.MONITOR``): a ModelCheckpoint
 writes them to ``records/checkpoints/<run>.weights.h5``, EarlyStopping stops when they stop
 improving (never before ``config.MIN_EPOCHS``), ReduceLROnPlateau halves the learning rate when
-that stalls (``config.LR_PLATEAU``), and after ``fit`` the model holds the best weights again. TensorBoard logs go to ``records/logs/<run>``.
+that stalls (``config.LR_PLATEAU``), and after ``fit`` the model holds the best weights again.
+TensorBoard logs go to ``records/logs/<run>``. :func:`fit` does all of it in one call; a notebook
+that shows the Keras workflow compiles and fits itself with :func:`epoch_metrics`,
+:func:`callbacks` and :func:`finish`.
 """
 from __future__ import annotations
 
@@ -18,17 +21,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from labutils import config, models, surgery, tfrecords
+from labutils import config, course, surgery, tfrecords
+
+
+def epoch_metrics() -> list[keras.metrics.Metric]:
+    """The imbalance-aware metrics Keras logs every epoch: ROC-AUC (``config.MONITOR`` watches its
+    validation value), PR-AUC, precision, recall and accuracy, for a (B, 1) cat probability."""
+    return [keras.metrics.AUC(name="roc_auc"), keras.metrics.AUC(curve="PR", name="pr_auc"),
+            keras.metrics.Precision(name="precision"), keras.metrics.Recall(name="recall"),
+            keras.metrics.BinaryAccuracy(name="accuracy")]
 
 
 def compile_binary(model: keras.Model, learning_rate: float) -> keras.Model:
-    """Adam + binary cross-entropy, with the imbalance-aware metrics logged every epoch."""
+    """Adam at ``learning_rate`` + binary cross-entropy, with :func:`epoch_metrics`."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                  metrics=[keras.metrics.AUC(name="roc_auc"),
-                           keras.metrics.AUC(curve="PR", name="pr_auc"),
-                           keras.metrics.Precision(name="precision"),
-                           keras.metrics.Recall(name="recall"),
-                           keras.metrics.BinaryAccuracy(name="accuracy")])
+                  metrics=epoch_metrics())
     return model
 
 
@@ -104,12 +111,19 @@ def checkpoint_path(run_name: str) -> Path:
     return config.CHECKPOINTS_DIR / f"{run_name}.weights.h5"
 
 
-def callbacks(run_name: str, checkpoint: Path, best_so_far: float | None = None,
+def callbacks(run_name: str, best_so_far: float | None = None, *, checkpoint: Path | None = None,
               patience: int = config.PATIENCE, min_epochs: int = config.MIN_EPOCHS) -> list[keras.callbacks.Callback]:
-    """Checkpoint of the best weights (better than ``best_so_far`` when given), early stopping that never
-    stops before epoch ``min_epochs``, a halved learning rate when the monitored value stalls, TensorBoard."""
+    """The course's callbacks for one ``model.fit`` of run ``run_name``, in this order: an
+    :class:`EpochTimer`; a checkpoint of the best weights by ``config.MONITOR`` to ``checkpoint``
+    (default :func:`checkpoint_path`), only overwritten by an epoch better than ``best_so_far``
+    (a previous phase's best) when given; early stopping that never stops before epoch
+    ``min_epochs``; a halved learning rate when the monitored value stalls; TensorBoard logs in
+    ``records/logs/<run_name>``. After ``fit``, :func:`finish` loads the checkpoint.
+    """
+    checkpoint = checkpoint or checkpoint_path(run_name)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [
+        EpochTimer(),
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=config.MONITOR, mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=best_so_far),
@@ -132,27 +146,30 @@ def fit(model: keras.Model, train, validation, *, epochs: int, run_name: str, le
     checkpoint is only overwritten by a better epoch, so after the last phase it holds the best
     weights of all phases.
     """
-    checkpoint = checkpoint or checkpoint_path(run_name)
     compile_binary(model, learning_rate)
-    timer = EpochTimer()
+    used = callbacks(run_name, best_so_far, checkpoint=checkpoint)
     x, y = train if isinstance(train, tuple) else (train, None)
     history = model.fit(x, y, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
                         steps_per_epoch=steps_per_epoch, batch_size=batch_size, class_weight=class_weight,
                         shuffle=y is not None,  # arrays: Keras shuffles; datasets shuffle themselves
-                        callbacks=[timer, *callbacks(run_name, checkpoint, best_so_far)], verbose=verbose)
+                        callbacks=used, verbose=verbose)
+    return finish(model, history, used, best_so_far)
+
+
+def finish(model: keras.Model, history: keras.callbacks.History, used: list[keras.callbacks.Callback],
+           best_so_far: float | None = None) -> Run:
+    """After ``model.fit(..., callbacks=used)`` (``used`` from :func:`callbacks`): load the
+    checkpoint into ``model`` (the best epoch of this run, or of an earlier phase when none beat
+    ``best_so_far``) and return what the run did."""
+    timer = next(c for c in used if isinstance(c, EpochTimer))
+    checkpoint = Path(next(c for c in used if isinstance(c, keras.callbacks.ModelCheckpoint)).filepath)
     if checkpoint.is_file():
         model.load_weights(str(checkpoint))
     scores = history.history[config.MONITOR] + ([best_so_far] if best_so_far is not None else [])
-    return Run(run_name, {k: [float(v) for v in vals] for k, vals in history.history.items()},
+    # The run's name is its TensorBoard folder's (records/logs/<run_name>).
+    name = next(Path(c.log_dir).name for c in used if isinstance(c, keras.callbacks.TensorBoard))
+    return Run(name, {k: [float(v) for v in vals] for k, vals in history.history.items()},
                timer.seconds, float(np.nanmax(scores)), checkpoint)
-
-
-def summarize(*runs: Run) -> dict:
-    """Epochs run and wall-clock seconds per epoch (one-off setup such as the bottleneck cache
-    included) over consecutive runs, and the best monitored value."""
-    epochs = sum(r.epochs for r in runs)
-    return {"epochs": epochs, "seconds_per_epoch": sum(r.seconds for r in runs) / max(epochs, 1),
-            f"best_{config.MONITOR}": max(r.best for r in runs)}
 
 
 def images_per_second(runs: Sequence[Run], images_per_epoch: int) -> float:
@@ -184,7 +201,7 @@ def setup_phase(model: keras.Model, phase: str, backbone: str) -> list[str]:
     """Freeze for ``phase``: "head" freezes all of ``conv_base``; "finetune" then unfreezes its top
     (``config.FINETUNE_LAYERS``), BatchNormalization layers excepted. Returns the layers unfrozen.
     """
-    conv_base = model.get_layer(models.CONV_BASE)
+    conv_base = model.get_layer(course.CONV_BASE)
     surgery.freeze(conv_base)
     if phase == "head":
         return []

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from labutils import metrics
+from labutils import course, metrics
 
 # 3 cats among 10. By score, highest first: cat .9, other .8, cat .6, other .5, other .4, cat .3, others .2 .1 .05 0.
 LABELS = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
@@ -26,7 +26,7 @@ def test_metrics_equal_hand_computed_values():
     assert m["accuracy"] == pytest.approx(7 / 10)
     assert m["never_cat_accuracy"] == pytest.approx(7 / 10)
     assert (m["threshold"], m["positives"], m["examples"]) == (0.5, 3, 10)
-    assert set(metrics.KEYS) == set(m)
+    assert set(m) == {*course.METRICS, "positives", "examples", "confusion_matrix"}
 
 
 def test_threshold_is_a_boundary_case_inclusive():

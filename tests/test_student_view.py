@@ -14,9 +14,11 @@ def test_the_notebook_kernel_draws_tqdm_bars_as_widgets():
     assert not any("IProgress not found" in o.get("text", "") for o in outputs)
 
 
-def test_tensorflow_start_up_lines_stay_out_of_a_notebook_but_warnings_do_not():
+def test_tensorflow_start_up_lines_stay_out_of_a_notebook_but_warnings_do_not(monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # the notebook's own call must quiet them
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("from labutils import tfrecords\nimport tensorflow as tf\n"
+    nb.cells = [nbformat.v4.new_code_cell("from labutils import quiet_tf\nquiet_tf.import_tensorflow()\n"
+                                          "from labutils import tfrecords\nimport tensorflow as tf\n"
                                           "print(int(tf.constant(2)))"),
                 nbformat.v4.new_code_cell("import warnings\nwarnings.warn('a warning the student must see')")]
     NotebookClient(nb, kernel_name="python3", timeout=300, cwd=".").execute()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from labutils import bottleneck, config, evaluation, models, surgery, tfrecords, training
+from labutils import bottleneck, config, evaluation, models, results, surgery, tfrecords, training
 
 EPOCHS_SHORT_RUN = 6
 BACKBONE, SIZE = "mobilenet_025", 96  # 96: not a MobileNet weight size, so Keras loads the cached 224 no-top file
@@ -109,22 +109,28 @@ def test_two_phases_keep_the_best_weights_of_both(keras_home, smoke_records):
                                      learning_rate=config.LEARNING_RATES["head"], batch_size=32,
                                      class_weight=weights, verbose=0)
     training.setup_phase(model, "finetune", BACKBONE)
-    fine_run = training.fit(model, px("train", training=True), px("val"), epochs=head_run.epochs + 2,
-                            initial_epoch=head_run.epochs, steps_per_epoch=training.steps(900, 32),
-                            run_name="two_phase", learning_rate=config.LEARNING_RATES["finetune"],
-                            class_weight=weights, best_so_far=head_run.best, verbose=0)
+    # Phase 2 as notebook 03 shows it: compile, fit with the course's callbacks, then the best weights.
+    model.compile(optimizer=keras.optimizers.Adam(config.LEARNING_RATES["finetune"]), loss="binary_crossentropy",
+                  metrics=training.epoch_metrics())
+    used = training.callbacks("two_phase", best_so_far=head_run.best)
+    history = model.fit(px("train", training=True), validation_data=px("val"), epochs=head_run.epochs + 2,
+                        initial_epoch=head_run.epochs, steps_per_epoch=training.steps(900, 32),
+                        class_weight=weights, callbacks=used, verbose=0)
+    fine_run = training.finish(model, history, used, best_so_far=head_run.best)
+    assert fine_run.name == "two_phase" and len(fine_run.epoch_seconds) == 2
     assert float(model.optimizer.learning_rate) <= config.LEARNING_RATES["head"] / 10
 
     history = training.concat(head_run, fine_run)
     assert len(history[config.MONITOR]) == head_run.epochs + fine_run.epochs == 4
     assert fine_run.best == pytest.approx(max(history[config.MONITOR]))
-    summary = training.summarize(head_run, fine_run)
+    summary = results.summarize(head_run, fine_run)
     assert summary["epochs"] == 4 and summary["seconds_per_epoch"] == pytest.approx(
         (head_run.setup_seconds + sum(head_run.epoch_seconds) + sum(fine_run.epoch_seconds)) / 4)
 
     # The model left in memory is the checkpoint, and the checkpoint is the best epoch of both phases.
     assert fine_run.checkpoint == config.CHECKPOINTS_DIR / "two_phase.weights.h5"
-    reloaded = surgery.load(models.transfer_model(BACKBONE, weights=None, input_size=SIZE), fine_run.checkpoint)
+    reloaded = models.transfer_model(BACKBONE, weights=None, input_size=SIZE)
+    reloaded.load_weights(fine_run.checkpoint)
     val = evaluation.predict(model, "val", records_dir=smoke_records)
     # The same weights through the same graph and batches: equal up to float32 round-off (relative 1e-5).
     np.testing.assert_allclose(evaluation.predict(reloaded, "val", records_dir=smoke_records).scores, val.scores,
