@@ -194,7 +194,7 @@ def save_transfer(model: keras.Model, test: Evaluation, head_run: Run, finetune_
                                       / max(finetune_run.epochs, 1),
                                       "unfrozen_layers": sum(bool(layer.trainable_weights)
                                                              for layer in conv_base.layers)}},
-              "conv_base": conv_base_facts(model, backbone),
+              course.CONV_BASE: conv_base_facts(model, backbone),
               "compared_with": [f"{course.LAB4_NB.stem}: {name}" for name in (lab4 or {}).get("models", {})]}
     write(record, results_dir)
     return record

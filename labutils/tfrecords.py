@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import tensorflow as tf
 
-from labutils import atomic, config
+from labutils import atomic, config, course
 from labutils.cifar10 import Split
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class RecordsError(RuntimeError):
     """Shards missing, corrupt, or not matching ``manifest.json``."""
 
 
-REWRITE_HINT = "Fix: run notebooks/01_tfrecords.ipynb again to rewrite the records."
+REWRITE_HINT = f"Fix: run notebooks/{course.TFRECORDS_NB.name} again to rewrite the records."
 
 
 def shard_name(split: str, i: int, n: int) -> str:

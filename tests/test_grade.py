@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from labutils import config
-from grader import collect, markdown, runner, sandbox, students
+from grader import collect, markdown, runner, sandbox, settings, students
 from grader import run as grading
 
 REPO = Path(__file__).resolve().parents[1]
@@ -580,7 +580,7 @@ def test_default_jobs_fit_the_machine():
     cpus, memory_gb = runner.machine()
     jobs = runner.default_jobs("full")
     assert 1 <= jobs <= max(1, cpus // 2)
-    assert jobs == 1 or jobs * config.GRADE_JOB_MEMORY_GB["full"] <= memory_gb
+    assert jobs == 1 or jobs * settings.JOB_MEMORY_GB["full"] <= memory_gb
 
 
 def test_the_sandbox_choice_says_what_isolation_there_is(monkeypatch, tmp_path):
