@@ -1,6 +1,6 @@
 # `make lab`: run every notebook headlessly (papermill) into graded/, with a report; the profile is
 # PROFILE= if given, else $LAB5_PROFILE, else the machine's (laptop without a GPU, full with one).
-# `make test`: unit tests (the 15 slowest listed, to keep CI short) and nbval (smoke profile).
+# `make test`: unit tests (the 25 slowest listed, to keep CI short) and nbval (smoke profile).
 # `make release`: the student version (solutions stripped, no course tools) in release/.
 # Both create or reuse the virtual environment in .venv; `make test` also installs bubblewrap
 # (the grader's sandbox) and chromium (the browser the tests open the grader's HTML pages in)
@@ -46,7 +46,7 @@ chromium:
 	  fi; }
 
 test: venv bwrap chromium
-	LAB5_PROFILE=smoke $(PY) -m pytest tests --durations=15
+	LAB5_PROFILE=smoke $(PY) -m pytest tests --durations=25
 	LAB5_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 
 release: venv
