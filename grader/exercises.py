@@ -118,13 +118,15 @@ def _task_cell(nb, name: str) -> int | None:
 
 
 def solution(nb, name: str) -> str:
-    """What the student wrote for ``name``: the lines after its task line to the end of its function
+    """What the student wrote for ``name``: the lines after its task comment to the end of its function
     (solution markers left out), dedented; empty when the notebook has no such task."""
     index = _task_cell(nb, name)
     if index is None:
         return ""
     lines = nb.cells[index].source.split("\n")
     start = next(i for i, line in enumerate(lines) if (m := release.TASK.match(line)) and m.group("name") == name)
+    while start + 1 < len(lines) and lines[start + 1].lstrip().startswith("#"):
+        start += 1  # the task's continuation lines, and the stub's "# YOUR CODE HERE": the course's text
     tree = parse(nb.cells[index].source)
     end = len(lines)
     if tree is not None:

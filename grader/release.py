@@ -2,7 +2,8 @@
 
 The course notebooks mark each exercise the way nbgrader does: in a code cell, the
 lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` are the solution, and
-the comment line just above ``### BEGIN SOLUTION`` names the task::
+the comment just above ``### BEGIN SOLUTION`` names the task (one line, or one and the
+comment lines that continue it)::
 
     # Exercise make_example: return a tf.train.Example with the four features.
     ### BEGIN SOLUTION
@@ -57,6 +58,20 @@ def exercises(source: str, where: str = "cell") -> list[tuple[str, str]]:
     return [(name, what) for name, what, _ in _regions(source, where)]
 
 
+def task_above(lines: list[str], begin: int) -> tuple[str, str] | None:
+    """``(name, what)`` of the task comment that ends just above line ``begin``: a line
+    ``# Exercise NAME: what`` and any comment lines that continue it (lines stay at most 100
+    characters, so a task may take two); None when there is none."""
+    i, tail = begin - 1, []
+    while i >= 0 and lines[i].lstrip().startswith("#") and not TASK.match(lines[i]):
+        tail.insert(0, lines[i].lstrip().lstrip("#").strip())
+        i -= 1
+    task = TASK.match(lines[i]) if i >= 0 else None
+    if task is None:
+        return None
+    return task.group("name"), " ".join([task.group("what"), *tail]).strip()
+
+
 def _regions(source: str, where: str) -> list[tuple[str, str, tuple[int, int, str]]]:
     lines = source.split("\n")
     found, start = [], None
@@ -66,12 +81,12 @@ def _regions(source: str, where: str) -> list[tuple[str, str, tuple[int, int, st
             if start is not None:
                 raise MarkerError(f"{where}: line {i + 1}: {BEGIN} inside another solution region "
                                   f"(opened on line {start + 1}); close it with {END} first.")
-            task = TASK.match(lines[i - 1]) if i > 0 else None
+            task = task_above(lines, i)
             if task is None:
-                raise MarkerError(f"{where}: line {i + 1}: {BEGIN} needs the task on the line above, "
+                raise MarkerError(f"{where}: line {i + 1}: {BEGIN} needs the task in the comment above, "
                                   f"e.g. '# Exercise make_example: build the tf.train.Example of one image.'")
             start = i
-            name, what, indent = task.group("name"), task.group("what"), line[: len(line) - len(line.lstrip())]
+            (name, what), indent = task, line[: len(line) - len(line.lstrip())]
         elif marker.startswith(END):
             if start is None:
                 raise MarkerError(f"{where}: line {i + 1}: {END} without a {BEGIN} before it.")

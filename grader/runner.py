@@ -138,28 +138,37 @@ def stop_all() -> None:
         kill_tree(proc)
 
 
+LOG_TAIL = 1_000_000  # bytes of the end of a child's output always kept in its log
+
+
 def _pump(stream, log_path: Path, echo: bool) -> None:
-    """Copy the child's output to its log (up to ``collect.OUTPUT_CAP`` bytes) and, when ``echo``, to our stderr."""
+    """Copy the child's output to its log and, when ``echo``, to our stderr. The log keeps at most
+    ``collect.OUTPUT_CAP`` bytes: the start, then the last ``LOG_TAIL`` bytes, where a crash's traceback is."""
     global _bar_open
     kept = dropped = 0
+    tail = bytearray()  # what came after the log was full: its last LOG_TAIL bytes
     with open(log_path, "ab") as log:
         for chunk in iter(lambda: stream.read1(65536), b""):
-            room = collect.OUTPUT_CAP - kept
-            if room <= 0:
-                dropped += len(chunk)  # keep reading: a blocked pipe would stall the child
+            room = collect.OUTPUT_CAP - LOG_TAIL - kept
+            part = chunk[:max(room, 0)]
+            if len(part) < len(chunk):  # keep reading: a blocked pipe would stall the child
+                tail += chunk[len(part):]
+                dropped += max(0, len(tail) - LOG_TAIL)
+                del tail[:-LOG_TAIL]
+            if not part:
                 continue
-            part = chunk[:room]
             log.write(part)
             log.flush()
-            kept, dropped = kept + len(part), dropped + len(chunk) - len(part)
+            kept += len(part)
             if echo:
                 with _print_lock:
                     sys.stderr.buffer.write(part)
                     sys.stderr.buffer.flush()
                     _bar_open = not part.endswith(b"\n")
         if dropped:
-            log.write(f"\n[log truncated by the grader at {collect.OUTPUT_CAP:,} bytes: {dropped:,} more bytes "
-                      f"discarded]\n".encode())
+            log.write(f"\n[log truncated by the grader at {collect.OUTPUT_CAP:,} bytes: {dropped:,} bytes "
+                      f"discarded here; its last {LOG_TAIL:,} bytes follow]\n".encode())
+        log.write(tail)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +228,8 @@ def _execute(source: Path, executed: Path, log: Path, ws: Workspace, options: Ru
     Whatever the child started is killed when it ends, timed out or not (in its process tree or its control group).
     """
     args = {"input": str(source), "output": str(executed), "parameters": options.parameters,
-            "kernel": KERNEL_NAME, "cwd": str(source.parent), "progress": options.progress}
+            "kernel": KERNEL_NAME, "cwd": str(source.parent), "progress": options.progress,
+            "output_cap": collect.OUTPUT_CAP}
     argv, env = ws.command([PYTHON, str(CHILD), json.dumps(args)], options)
     argv = student.wrap(argv)
     # a session of its own: the terminal's Ctrl-C reaches the grader only, which then stops this
@@ -253,6 +263,10 @@ def _keep_output(result: NotebookResult, executed: Path, source: Path, output: P
             output.unlink()  # an older run's notebook would pass for this one's
         result.output = None
     result.notes = [n for n in (note,) if n and executed.exists()]
+    dropped = child.DROPPED.format(cap=collect.OUTPUT_CAP)
+    if nb is not None and any(out.get("text") == dropped for cell in nb.get("cells", [])
+                              for out in cell.get("outputs", [])):
+        result.notes.append(f"outputs past {collect.OUTPUT_CAP:,} bytes dropped while it ran")
     if log.stat().st_size > collect.OUTPUT_CAP:
         result.notes.append(f"log truncated at {collect.OUTPUT_CAP:,} bytes")
     return nb
