@@ -84,8 +84,9 @@ def unfreeze(model: keras.Model, *, names: Iterable[str] | None = None, pattern:
     """
     chosen = [layer for layer in select(model, names=names, pattern=pattern, index_range=index_range)
               if not (keep_batchnorm_frozen and isinstance(layer, keras.layers.BatchNormalization))]
-    # Setting `model.trainable = True` (needed: a frozen container hides its layers' weights)
-    # unfreezes every nested layer, so remember which were frozen and restore them.
+    # `model.trainable = True` (else the container's own trainable_weights stay empty, though an
+    # enclosing model would train the chosen layers) unfreezes every nested layer, so remember
+    # which were frozen and restore them.
     frozen = [layer for layer in layers(model) if not layer.trainable]
     model.trainable = True
     for layer in frozen:

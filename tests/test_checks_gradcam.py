@@ -102,6 +102,21 @@ def ignores_pred_index(img_array, model, layer, pred_index=None):  # always the 
     return keras_io(img_array, model, layer)
 
 
+def class_zero_by_default(img_array, model, layer, pred_index=None):  # no class given: class 0, not the top-1
+    return keras_io(img_array, model, layer, 0 if pred_index is None else pred_index)
+
+
+def argmax_over_the_batch(img_array, model, layer, pred_index=None):  # tf.argmax(preds): over the batch axis
+    grad_model = keras.Model(model.input, [model.get_layer(layer).output, model.output])
+    with tf.GradientTape() as tape:
+        conv, preds = grad_model(img_array)
+        index = tf.argmax(preds)[0] if pred_index is None else pred_index  # the top class of column 0: always 0
+        score = preds[:, index]
+    weights = tf.reduce_mean(tape.gradient(score, conv), axis=(0, 1, 2))
+    heatmap = tf.nn.relu(tf.reduce_sum(conv[0] * weights, axis=-1))
+    return heatmap / tf.reduce_max(heatmap)
+
+
 def divide_no_nan(img_array, model, layer, pred_index=None):  # the notebook's normalisation, numpy, summed weights
     heatmap = np.maximum(_unnormalised(img_array, model, layer, pred_index,
                                        lambda g: tf.reduce_sum(g, axis=(1, 2))[0]), 0)
@@ -127,6 +142,8 @@ def test_correct_heatmaps_pass(heatmap, setup):
     (pooled_over_rows, None, r"weights pooled over the wrong axes: over the rows only \(axes 0 and 1\)"),
     (not_pooled, None, "the gradient is not pooled: it weights every position and channel itself"),
     (ignores_pred_index, None, "the heatmap explains the top-1 class, not the class asked for: use pred_index"),
+    (class_zero_by_default, None, r"with no class given \(pred_index=None\), your heatmap is not the top-1"),
+    (argmax_over_the_batch, None, r"with no class given \(pred_index=None\), your heatmap is not the top-1"),
 ])
 def test_wrong_heatmaps_fail_saying_what_differs(heatmap, class_index, message, setup):
     model, layer, x = setup

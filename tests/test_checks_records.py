@@ -142,7 +142,22 @@ def parse_and_scale(serialized):
     return tf.cast(images, tf.float32) / 255.0, labels
 
 
-@pytest.mark.parametrize("parse", [parse_whole_batch, parse_one_record])
+def parse_float_labels(serialized):  # labels cast for the loss: still one 0/1 label per image
+    images, labels = parse_whole_batch(serialized)
+    return images, tf.cast(labels, tf.float32)
+
+
+def parse_column_labels(serialized):  # labels (B, 1), not the (B,) the docstring promises
+    images, labels = parse_whole_batch(serialized)
+    return images, tf.reshape(labels, (-1, 1))
+
+
+def parse_halved_labels(serialized):  # not the stored labels: 0.5 for a cat
+    images, labels = parse_whole_batch(serialized)
+    return images, tf.cast(labels, tf.float32) / 2
+
+
+@pytest.mark.parametrize("parse", [parse_whole_batch, parse_one_record, parse_float_labels])
 def test_correct_parsers_pass(parse, smoke_records):
     assert "the same images" in check.check_parse_batch(parse, records_dir=smoke_records)
 
@@ -151,6 +166,8 @@ def test_correct_parsers_pass(parse, smoke_records):
     (parse_channels_first, r"batch element 0: pixels differ \(read as channels first, \(3, 32, 32\), then transposed\)"),
     (parse_class_as_label, "return the 'label' feature"),
     (parse_and_scale, "images are float32, expected uint8"),
+    (parse_column_labels, r"labels have shape \(\d+, 1\), expected \(\d+,\): one label per image"),
+    (parse_halved_labels, r"element \d+: yours 0\.5, expected 1"),
 ])
 def test_wrong_parsers_fail_saying_what_differs(parse, message, smoke_records):
     with pytest.raises(SelfCheckError, match=message):

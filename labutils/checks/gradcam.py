@@ -16,7 +16,8 @@ everywhere (so a missing ReLU changes nothing). The check therefore also explain
 low-scoring class whose map is negative in places, and does so again at the nearest
 earlier layer whose gradient varies over positions. A heatmap that differs is
 matched against the likely mistakes (no ReLU, weights pooled over the wrong axes,
-the gradient's maximum for its mean, ``pred_index`` ignored), which the message names.
+the gradient's maximum for its mean, ``pred_index`` ignored), which the message names. Last,
+the heatmap asked for with no class (``pred_index=None``) must be the top-1 class's.
 """
 from __future__ import annotations
 
@@ -157,6 +158,23 @@ def _compare(yours, expected: np.ndarray, mistakes: dict[str, np.ndarray], where
                          f"{TOLERANCE:g})." + ("" if named else f" Check the channel weights: {POOL}."))
 
 
+def _default_class(make_gradcam_heatmap: Callable, scores: keras.Model, image: np.ndarray, gradcam: cam.GradCAM,
+                   top1: int) -> str | None:
+    """Ask for a heatmap with no class (``pred_index`` left at None) and compare it with the top-1 class's;
+    returns what was explained, or None when two classes tie for the top score (no single right answer)."""
+    logits = np.sort(np.asarray(scores(image, training=False), np.float64)[0])
+    if logits[-1] - logits[-2] <= 1e-4 * max(1.0, abs(logits[-1])):
+        return None
+    a, g = _raw(gradcam, image, [top1])
+    expected, _ = _heatmaps(a, g[0], None)
+    yours = np.squeeze(np.asarray(make_gradcam_heatmap(image, scores, gradcam.layer), dtype=np.float64))
+    if yours.shape != expected.shape or largest_difference(yours, expected)[0] > TOLERANCE:
+        raise SelfCheckError(f"with no class given (pred_index=None), your heatmap is not the top-1 class's "
+                             f"({top1}): take the class with the highest score of this image, "
+                             f"tf.argmax(preds[0]), not of the whole batch axis and not a fixed class.")
+    return f"the top-1 class {top1} with pred_index=None at {gradcam.layer!r}"
+
+
 def check_heatmap(make_gradcam_heatmap: Callable, model: keras.Model, layer: str, image: np.ndarray,
                   class_index: int | None = None) -> str:
     """Run ``make_gradcam_heatmap(image, scores_model, layer, class_index)`` and compare with labutils'.
@@ -185,6 +203,7 @@ def check_heatmap(make_gradcam_heatmap: Callable, model: keras.Model, layer: str
         yours = make_gradcam_heatmap(image, scores, case_cam.layer, c)
         worst = max(worst, _compare(yours, expected, mistakes, f"{what}, layer {case_cam.layer!r}"))
         errors.append(relative_error(np.squeeze(np.asarray(yours, dtype=np.float64)), expected))
-    explained = "; ".join(f"{what} at {case_cam.layer!r}" for case_cam, _, what, _, _ in cases)
-    return passed(task, f"{len(cases)} heatmaps equal labutils' ({explained}): largest difference {worst:.1e}, "
+    explained = [f"{what} at {case_cam.layer!r}" for case_cam, _, what, _, _ in cases]
+    explained += [e for e in [_default_class(make_gradcam_heatmap, scores, image, gradcam, top1)] if e]
+    return passed(task, f"{len(explained)} heatmaps equal labutils' ({'; '.join(explained)}): largest difference {worst:.1e}, "
                         f"relative error {max(errors):.1e}; must stay under {TOLERANCE:g}")

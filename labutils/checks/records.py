@@ -152,11 +152,14 @@ def check_parse_batch(parse_batch: Callable, split: str = "val", batch_size: int
                                  + f"; largest difference {diff:g} at (row, column, "
                                  f"channel) {at}: yours {images[i][at]}, expected {ours_images[i][at]} (the bytes are "
                                  f"height, width, channel: a plain reshape to (-1, 32, 32, 3), no transpose).")
-    labels = labels.reshape(-1)
-    if labels.shape != ours_labels.shape or not np.array_equal(labels.astype(np.int64), ours_labels.astype(np.int64)):
-        wrong = np.flatnonzero(labels.astype(np.int64) != ours_labels.astype(np.int64))[:5] if labels.shape == ours_labels.shape else []
+    if labels.shape != ours_labels.shape:
+        hint = " (reshape or index it to one label per image)" if labels.size == ours_labels.size else ""
+        raise SelfCheckError(f"labels have shape {labels.shape}, expected {ours_labels.shape}: one label per "
+                             f"image, as the 'label' feature is parsed (FixedLenFeature([], tf.int64)){hint}.")
+    if not np.issubdtype(labels.dtype, np.number) or not np.array_equal(labels, ours_labels):
+        wrong = np.flatnonzero(labels != ours_labels)[:5] if np.issubdtype(labels.dtype, np.number) else []
+        pairs = ", ".join(f"element {i}: yours {labels[i]:g}, expected {ours_labels[i]:g}" for i in wrong)
         raise SelfCheckError(f"labels {labels[:8].tolist()}... expected {ours_labels[:8].astype(int).tolist()}..."
-                             + (f" (batch elements {list(map(int, wrong))} differ: return the 'label' feature, 1 = cat)"
-                                if len(wrong) else "") + ".")
+                             + (f" ({pairs}: return the 'label' feature as stored, 1 = cat)" if pairs else "") + ".")
     return passed(task, f"a batch of {len(ours_labels)} records parses to the same images (uint8, {images.shape[1:]}, "
                         f"largest pixel difference 0, must be 0) and labels as labutils' pipeline")

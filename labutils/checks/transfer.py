@@ -90,6 +90,9 @@ def check_model(model: keras.Model, backbone: str, input_size: int) -> str:
     if not (np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))):
         raise SelfCheckError(f"the model's outputs {p.ravel()[:4]} are not probabilities in [0, 1]: end with a "
                              f"sigmoid unit.")
+    if np.all(p == 1.0):
+        raise SelfCheckError("the model says 1.0 (cat) for every image: a softmax over one unit is always 1, "
+                             "whatever the input; end with Dense(1, activation='sigmoid').")
     return passed(task, f"conv_base ({backbone}, {len(conv_base.layers)} layers, no top) called with "
                         f"training=False on {backbone}'s preprocess_input of the pixels (relative error {error:.1e}, "
                         f"must stay under {PREPROCESS_TOLERANCE:g}); head of {len(head_layers(model))} layer(s) with weights; "
