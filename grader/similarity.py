@@ -5,7 +5,7 @@ tokens, comments dropped), minus the 5-grams of the course's own text for it (th
 template, so prompts a student left in do not count). Two answers are flagged when the shared
 5-grams are at least ``THRESHOLD`` of the smaller set (containment, so a copied paragraph inside a
 longer answer is caught too) and they share at least ``MIN_SHARED`` 5-grams (two short answers
-agreeing on one phrase are not). The evidence is the longest run of words they have in common.
+agreeing on one phrase are not). The evidence is the longest run of words they have in common outside the template.
 """
 from __future__ import annotations
 
@@ -53,7 +53,14 @@ def grams(tokens: list[str]) -> set[tuple[str, ...]]:
     return {tuple(tokens[i:i + N]) for i in range(len(tokens) - N + 1)}
 
 
-def passage(a: list[str], b: list[str]) -> str:
+def own_tokens(tokens: list[str], common: set[tuple[str, ...]], side: str) -> list:
+    """``tokens`` with each one inside an ``N``-gram of ``common`` (the template) replaced by a marker
+    that no other sequence holds, so that a shared passage is never the prompts both students kept."""
+    covered = {j for i in range(len(tokens) - N + 1) if tuple(tokens[i:i + N]) in common for j in range(i, i + N)}
+    return [(side, i) if i in covered else token for i, token in enumerate(tokens)]
+
+
+def passage(a: list, b: list) -> str:
     """The longest run of tokens two sequences share (cut to ``PASSAGE_WORDS``)."""
     match = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
     shared = a[match.a:match.a + match.size]
@@ -72,7 +79,8 @@ def near_duplicates(item: str, answers: dict[str, list[str]], template: list[str
             continue
         score = shared / min(len(a), len(b))
         if score >= THRESHOLD:
-            found.append(Match(item, first, second, round(score, 2), passage(answers[first], answers[second])))
+            shown = passage(own_tokens(answers[first], common, "a"), own_tokens(answers[second], common, "b"))
+            found.append(Match(item, first, second, round(score, 2), shown))
     return found
 
 

@@ -88,6 +88,14 @@ def test_near_duplicates_are_flagged_and_the_template_does_not_count():
     assert found[0].score >= 0.9 and "pretrained filters already respond" in found[0].passage
 
 
+def test_the_shared_passage_shown_is_the_students_own_not_the_template():
+    template = similarity.words("Replace these prompts with your own answer, a paragraph or two, using the tables, "
+                                "curves and sentences above, and say which profile produced them, please.")
+    own = similarity.words(ANSWER)[:12]  # a shorter answer than the prompts both students left in
+    found = similarity.near_duplicates("1", {"a": template + own, "b": template + own}, template)
+    assert len(found) == 1 and found[0].passage == " ".join(own)
+
+
 def summary_of(texts: dict[str, str]) -> Summary:
     """A graded class whose students all met every deliverable, with these discussion texts."""
     runs = []
