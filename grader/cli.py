@@ -59,6 +59,9 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require-limits", action="store_true",
                         help="refuse to grade where a memory, process or disk limit cannot be applied (no writable "
                              "control groups, not root)")
+    parser.add_argument("--no-limits", action="store_true",
+                        help="grade without memory, process and disk limits (the sandbox stays; the report says "
+                             "NOT LIMITED): to see what a submission would take")
     parser.add_argument("--pod-limits", action="store_true",
                         help="running in a Kubernetes pod (python -m grader k8s writes this): the pod's own resource "
                              "limits are the limits")

@@ -88,7 +88,8 @@ def describe(limits: Limits | None, support: Support) -> str:
         return ("Limits: the Kubernetes pod's own (its memory and CPU limits; processes and disk as the "
                 "cluster sets them): one student per pod.")
     if limits is None:
-        return "Limits: none (not asked for)."
+        return ("Limits per student: NONE. NOT LIMITED: memory, processes, disk (--no-limits): one submission "
+                "can take what the machine has.")
     applied = []
     if not support.cgroup_problem:
         swap = "no swap" if support.swap else "swap not limited (no swap accounting)"

@@ -150,9 +150,14 @@ def _class(args) -> tuple[Path, dict[str, Path], dict[str, str], list[dict]]:
     return out, {config.ROOT.name: config.ROOT}, {config.ROOT.name: ""}, []
 
 
-def _limits(args, error) -> tuple[limits.Limits, limits.Support]:
-    """Each student's limits (options, else the profile's settings) and what this machine can apply of them;
-    ``--require-limits`` exits (``error``) when one cannot be applied."""
+def _limits(args, error) -> tuple[limits.Limits | None, limits.Support]:
+    """Each student's limits (options, else the profile's settings; None with ``--no-limits``) and what this
+    machine can apply of them; ``--require-limits`` exits (``error``) when one cannot be applied."""
+    if args.no_limits:
+        if args.require_limits or args.pod_limits:
+            error("--no-limits goes with neither --require-limits nor --pod-limits")
+        off = "--no-limits"
+        return None, limits.Support(cgroup_problem=off, tmpfs_problem=off)
     wanted = limits.Limits(args.memory_gb or settings.JOB_MEMORY_GB[args.profile],
                            args.max_processes or settings.MAX_PROCESSES[args.profile],
                            args.disk_gb or settings.DISK_GB[args.profile], settings.RESERVED_MB)
@@ -189,7 +194,8 @@ def plan(args, error) -> Plan:
     if any(out == root / "notebooks" for root in repos.values()):
         error(f"--out {out} is a notebooks folder: graded copies would overwrite the sources")
     cpus, _ = runner.machine()
-    in_memory = wanted.in_memory_gb(not (support.tmpfs_problem or support.pod))
+    in_memory = (wanted.in_memory_gb(not (support.tmpfs_problem or support.pod)) if wanted
+                 else settings.JOB_MEMORY_GB[args.profile])
     jobs = min(args.jobs or runner.default_jobs(args.profile, in_memory), len(repos))
     threads = {}
     if jobs > 1:  # share the cores instead of every TensorFlow taking them all

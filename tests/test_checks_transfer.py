@@ -54,6 +54,14 @@ def preprocessed_by(layer, backbone=BACKBONE, size=SIZE):  # resize, then `layer
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
 
 
+def softmax_model():  # softmax over a single unit: 1.0 whatever the image
+    conv_base = base()
+    inputs = keras.Input(config.IMAGE_SHAPE)
+    x = models.BackbonePreprocess(BACKBONE)(keras.layers.Resizing(SIZE, SIZE)(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(conv_base(x, training=False))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="softmax")(x))
+
+
 def with_top_model():  # the ImageNet classifier kept
     conv_base = backbones.build(BACKBONE, include_top=True, weights=None, input_shape=(128, 128, 3), name="conv_base")
     inputs = keras.Input(config.IMAGE_SHAPE)
@@ -129,6 +137,8 @@ def test_wrong_models_fail_saying_what_differs():
     renamed.get_layer("conv_base").name = "backbone"
     with pytest.raises(SelfCheckError, match="no layer named 'conv_base'"):
         check.check_model(renamed, BACKBONE, SIZE)
+    with pytest.raises(SelfCheckError, match="a softmax over one unit is always 1"):
+        check.check_model(softmax_model(), BACKBONE, SIZE)
 
 
 @pytest.mark.parametrize("backbone, layer, message", [
