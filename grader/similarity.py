@@ -5,10 +5,14 @@ tokens, comments dropped), minus the 5-grams of the course's own text for it (th
 template, so prompts a student left in do not count). Two answers are flagged when the shared
 5-grams are at least ``THRESHOLD`` of the smaller set (containment, so a copied paragraph inside a
 longer answer is caught too) and they share at least ``MIN_SHARED`` 5-grams (two short answers
-agreeing on one phrase are not). The evidence is the longest run of words they have in common outside the template.
+agreeing on one phrase are not). A 5-gram that more than ``MAX_SHARERS`` students' answers hold counts
+as common too (MOSS's ``-m``: the one natural way to write ``conv_base.trainable = False`` flags nobody,
+and a class of 200 is not 19,900 flags). The evidence is the longest run of words they have in common
+outside the template.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import difflib
 import io
@@ -19,6 +23,7 @@ import tokenize
 N = 5
 THRESHOLD = 0.5
 MIN_SHARED = 3
+MAX_SHARERS = 10  # a 5-gram in more answers than this is common ground, not copying (MOSS's default -m)
 PASSAGE_WORDS = 60  # words of the shared passage shown
 WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
 
@@ -70,6 +75,8 @@ def passage(a: list, b: list) -> str:
 def near_duplicates(item: str, answers: dict[str, list[str]], template: list[str] = ()) -> list[Match]:
     """Every pair of students whose token sequences (``answers``: student -> tokens) are near-duplicates."""
     common = grams(list(template))
+    counts = collections.Counter(gram for tokens in answers.values() for gram in grams(tokens))
+    common |= {gram for gram, count in counts.items() if count > MAX_SHARERS}
     sets = {name: grams(tokens) - common for name, tokens in answers.items()}
     found = []
     for first, second in itertools.combinations(sorted(answers), 2):
@@ -87,4 +94,5 @@ def near_duplicates(item: str, answers: dict[str, list[str]], template: list[str
 def describe() -> str:
     """The measure and threshold in one sentence (shown beside the flags)."""
     return (f"word {N}-gram containment (shared {N}-grams / those of the shorter answer, the course's template "
-            f"left out) of at least {THRESHOLD:g}, with at least {MIN_SHARED} shared {N}-grams")
+            f"left out, and any {N}-gram more than {MAX_SHARERS} students wrote) of at least {THRESHOLD:g}, "
+            f"with at least {MIN_SHARED} shared {N}-grams")

@@ -88,6 +88,16 @@ def test_near_duplicates_are_flagged_and_the_template_does_not_count():
     assert found[0].score >= 0.9 and "pretrained filters already respond" in found[0].passage
 
 
+def test_what_most_of_a_class_writes_flags_nobody_but_a_copied_solution_does():
+    one_liner = similarity.code_tokens('model.get_layer("conv_base").trainable = False')
+    copied = similarity.code_tokens("for layer in model.get_layer('conv_base').layers:\n"
+                                    "    layer.trainable = False  # every layer, one by one\n"
+                                    "model.get_layer('conv_base').trainable = False\n")
+    answers = {f"s{i:02d}": one_liner for i in range(similarity.MAX_SHARERS + 1)}
+    answers.update({"x": copied, "y": copied})
+    assert [(m.first, m.second) for m in similarity.near_duplicates("freeze_conv_base", answers)] == [("x", "y")]
+
+
 def test_the_shared_passage_shown_is_the_students_own_not_the_template():
     template = similarity.words("Replace these prompts with your own answer, a paragraph or two, using the tables, "
                                 "curves and sentences above, and say which profile produced them, please.")
