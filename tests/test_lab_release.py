@@ -186,7 +186,7 @@ def graded_class(tmp_path_factory) -> Path:
     env["LAB5_CIFAR10"] = str(Path(os.environ.get("LAB5_SHARED") or REPO.parent / "shared") / "datasets" /
                               "cifar10-subset" / "cifar-10-batches-py")
     run = subprocess.run([sys.executable, "-m", "grader", "--profile", "smoke", "--submissions", str(subs),
-                          "--out", str(out), "--sandbox", "bwrap", "--jobs", "1"], cwd=REPO, env=env,
+                          "--out", str(out), "--sandbox", "bwrap", "--jobs", "2"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=2400)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
     return out
