@@ -76,7 +76,8 @@ def cases(d: dict) -> list[tuple[str, str, type, object]]:
              for name, f in [("only the shard list shuffled", p.shard_list_shuffled_only),
                              ("whole batches shuffled", p.batches_shuffled),
                              ("tiny buffer, one shard at a time", p.tiny_buffer_one_shard_at_a_time)]]
-    rows += [("build_transfer_model", name, transfer, lambda m, b=b, l=l, s=s: m.check_model(t.preprocessed_by(l, b, s), b, s))
+    rows += [("build_transfer_model", name, transfer,
+              lambda m, b=b, l=l, s=s: m.check_model(t.preprocessed_by(l, b, s), b, s))
              for name, b, l, s in [("Rescaling(1/255) into ResNet50", "resnet50", keras.layers.Rescaling(1 / 255), 32),
                                    ("raw pixels into ResNet50", "resnet50", None, 32),
                                    ("ResNet50's (Caffe) preprocessing into MobileNet", t.BACKBONE,
@@ -121,7 +122,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = data(Path(tmp))
         for exercise, wrong, module, call in cases(d):
-            print(f"{exercise} | {wrong}\n  before: {said(lambda: call(old[module]))}\n  after:  {said(lambda: call(module))}")
+            before, after = said(lambda: call(old[module])), said(lambda: call(module))
+            print(f"{exercise} | {wrong}\n  before: {before}\n  after:  {after}")
         print(f"\nseconds on a correct solution (after a warm-up), checks at {args.before} and now:")
         for name, module, call in costs(d):
             said(lambda: call(module))

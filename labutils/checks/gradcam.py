@@ -129,9 +129,9 @@ def _earlier_cases(model: keras.Model, layer: str, image: np.ndarray, chosen: in
     return []
 
 
-def _compare(yours, expected: np.ndarray, mistakes: dict[str, np.ndarray], where: str) -> float:
+def _compare(yours, expected: np.ndarray, mistakes: dict[str, np.ndarray], where: str) -> None:
     """Raise naming what differs between the student's heatmap and labutils' ``expected`` ``(h, w)``
-    at ``where``; return the largest difference."""
+    at ``where`` (beyond ``TOLERANCE``)."""
     yours = np.squeeze(np.asarray(yours, dtype=np.float64))
     if yours.shape != expected.shape:
         raise SelfCheckError(f"{where}: your heatmap has shape {yours.shape}, expected {expected.shape}: one value "
@@ -144,7 +144,7 @@ def _compare(yours, expected: np.ndarray, mistakes: dict[str, np.ndarray], where
                              f"(keep only what pushes the class score up) before normalising.")
     diff, at = largest_difference(yours, expected)
     if diff <= TOLERANCE:
-        return diff
+        return
     # Mistakes that give this heatmap here (several may, e.g. when they all give zeros), nearest first.
     named = sorted((name for name, wrong in mistakes.items() if largest_difference(yours, wrong)[0] <= TOLERANCE
                     and largest_difference(wrong, expected)[0] > TOLERANCE),
@@ -159,12 +159,14 @@ def _compare(yours, expected: np.ndarray, mistakes: dict[str, np.ndarray], where
 
 
 def _default_class(make_gradcam_heatmap: Callable, scores: keras.Model, image: np.ndarray, gradcam: cam.GradCAM,
-                   top1: int) -> str | None:
-    """Ask for a heatmap with no class (``pred_index`` left at None) and compare it with the top-1 class's;
-    returns what was explained, or None when two classes tie for the top score (no single right answer)."""
-    logits = np.sort(np.asarray(scores(image, training=False), np.float64)[0])
-    if logits[-1] - logits[-2] <= 1e-4 * max(1.0, abs(logits[-1])):
+                   probs: np.ndarray) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """Ask for a heatmap with no class (``pred_index`` left at None) and compare it with the top-1 class's
+    (``probs``: the model's class probabilities of ``image``): what was explained, the student's heatmap and
+    labutils'; None when two classes tie for the top score (no single right answer)."""
+    top = np.sort(probs)
+    if top[-1] - top[-2] <= 1e-4 * top[-1]:
         return None
+    top1 = int(np.argmax(probs))
     a, g = _raw(gradcam, image, [top1])
     expected, _ = _heatmaps(a, g[0], None)
     yours = np.squeeze(np.asarray(make_gradcam_heatmap(image, scores, gradcam.layer), dtype=np.float64))
@@ -172,7 +174,7 @@ def _default_class(make_gradcam_heatmap: Callable, scores: keras.Model, image: n
         raise SelfCheckError(f"with no class given (pred_index=None), your heatmap is not the top-1 class's "
                              f"({top1}): take the class with the highest score of this image, "
                              f"tf.argmax(preds[0]), not of the whole batch axis and not a fixed class.")
-    return f"the top-1 class {top1} with pred_index=None at {gradcam.layer!r}"
+    return f"the top-1 class {top1} with pred_index=None at {gradcam.layer!r}", yours, expected
 
 
 def check_heatmap(make_gradcam_heatmap: Callable, model: keras.Model, layer: str, image: np.ndarray,
@@ -196,14 +198,15 @@ def check_heatmap(make_gradcam_heatmap: Callable, model: keras.Model, layer: str
     low = [int(c) for c in np.argsort(probs)[:LOW_CLASSES] if c != chosen]
     cases, varies = _layer_cases(gradcam, image, chosen, top1, low, with_chosen=True)
     cases += [] if varies else _earlier_cases(model, layer, image, chosen, top1, low)
-    scores, worst, errors = cam.class_scores_model(model), 0.0, []
+    scores, compared = cam.class_scores_model(model), []
     for case_cam, c, what, expected, mistakes in cases:
         # The class is passed explicitly: with near-equal scores (e.g. random weights) two correct argmaxes
         # could pick different classes.
         yours = make_gradcam_heatmap(image, scores, case_cam.layer, c)
-        worst = max(worst, _compare(yours, expected, mistakes, f"{what}, layer {case_cam.layer!r}"))
-        errors.append(relative_error(np.squeeze(np.asarray(yours, dtype=np.float64)), expected))
-    explained = [f"{what} at {case_cam.layer!r}" for case_cam, _, what, _, _ in cases]
-    explained += [e for e in [_default_class(make_gradcam_heatmap, scores, image, gradcam, top1)] if e]
-    return passed(task, f"{len(explained)} heatmaps equal labutils' ({'; '.join(explained)}): largest difference {worst:.1e}, "
-                        f"relative error {max(errors):.1e}; must stay under {TOLERANCE:g}")
+        _compare(yours, expected, mistakes, f"{what}, layer {case_cam.layer!r}")
+        compared.append((f"{what} at {case_cam.layer!r}", np.squeeze(np.asarray(yours, np.float64)), expected))
+    compared += [found for found in [_default_class(make_gradcam_heatmap, scores, image, gradcam, probs)] if found]
+    worst = max(largest_difference(yours, expected)[0] for _, yours, expected in compared)
+    error = max(relative_error(yours, expected) for _, yours, expected in compared)
+    return passed(task, f"{len(compared)} heatmaps equal labutils' ({'; '.join(w for w, _, _ in compared)}): "
+                        f"largest difference {worst:.1e}, relative error {error:.1e}; must stay under {TOLERANCE:g}")
